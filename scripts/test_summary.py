@@ -1,0 +1,24 @@
+"""Add up the junit reports of every suite; fail when any failed or none ran."""
+
+import pathlib
+import sys
+import xml.etree.ElementTree as ET
+
+
+def main(results_dir: str) -> int:
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for report in sorted(pathlib.Path(results_dir).glob("*.xml")):
+        for suite in ET.parse(report).getroot().iter("testsuite"):
+            for key in totals:
+                totals[key] += int(suite.get(key, 0))
+    failed = totals["failures"] + totals["errors"]
+    passed = totals["tests"] - failed - totals["skipped"]
+    print(f"summary: {passed} passed, {failed} failed, {totals['skipped']} skipped")
+    if totals["tests"] == 0:
+        print("summary: no test ran", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
