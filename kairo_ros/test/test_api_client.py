@@ -71,9 +71,9 @@ def test_nothing_listening_is_a_connection_error_bounded_by_the_deadline() -> No
     url = f"http://127.0.0.1:{free_port()}"
     # So many tries allowed that only the deadline can end the call.
     with KairoApiClient(url, SECRET, timeout_s=1.0, retry=RetryPolicy(attempts=10_000, backoff_s=0.05,
-                                                                      max_backoff_s=0.1)) as api:
-        with pytest.raises(KairoConnectionError) as caught:
-            api.list_models()
+                                                                      max_backoff_s=0.1)) as api, \
+            pytest.raises(KairoConnectionError) as caught:
+        api.list_models()
     error = caught.value
     assert error.url == f"{url}/v1/models"
     assert url in str(error) and "api_url" in str(error)
