@@ -1,0 +1,3 @@
+from kairo_backend.cli import main
+
+raise SystemExit(main())

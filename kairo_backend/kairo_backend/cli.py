@@ -1,0 +1,119 @@
+"""`kairo-backend`: serve the API, create keys, create demo datasets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from kairo_backend.core.config import Settings, default_data_dir
+from kairo_backend.errors import KairoError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kairo-backend",
+                                description="The Kairo Models API, served locally.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=None,
+                        help="data directory (default: $KAIRO_DATA_DIR, else "
+                             "~/.local/share/kairo)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", parents=[common], help="run the HTTP server")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
+    s.add_argument("--workers", type=int, default=1, help="training processes at once")
+    s.add_argument("--max-upload-mb", type=float, default=256.0)
+    s.add_argument("--torch-threads", type=int, default=None,
+                   help="torch threads per training process")
+    s.add_argument("--public-url", default=None, help="base URL for download links")
+    s.add_argument("--access-log", action="store_true")
+
+    k = sub.add_parser("keys", help="API keys")
+    ksub = k.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", parents=[common], help="create a key; printed last")
+    kc.add_argument("--workspace", required=True)
+
+    d = sub.add_parser("datasets", help="datasets")
+    dsub = d.add_subparsers(dest="datasets_command", required=True)
+    dc = dsub.add_parser("create-demo", parents=[common],
+                         help="generate a demo dataset; its ID printed last")
+    dc.add_argument("task", choices=["manipulation", "navigation", "object_detection"])
+    dc.add_argument("--workspace", required=True)
+    dc.add_argument("--samples", type=int, default=None)
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--name", default=None)
+    return p
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from kairo_backend.main import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                                                   "%(message)s")
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"kairo-backend listening on http://{host}:{port}", flush=True)
+    print(f"data dir {settings.data_dir}; API docs at http://{host}:{port}/docs", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        if args.command == "serve":
+            kw: dict[str, object] = {}
+            if args.torch_threads:
+                kw["torch_threads"] = args.torch_threads
+            settings = Settings(data_dir=data_dir, host=args.host, port=args.port,
+                                workers=args.workers, max_upload_mb=args.max_upload_mb,
+                                public_url=args.public_url, access_log=args.access_log,
+                                **kw)  # type: ignore[arg-type]
+            return _serve(settings)
+        from kairo_backend.store import Store
+
+        settings = Settings(data_dir=data_dir)
+        settings.ensure_dirs()
+        store = Store(settings.db_path)
+        if args.command == "keys":
+            key = store.create_key(args.workspace)
+            print(f"workspace {args.workspace}: new API key (shown once, only its hash is "
+                  f"stored in {settings.db_path})")
+            print(key)
+            return 0
+        if args.command == "datasets":
+            from kairo_backend.services import create_dataset
+            from kairo_backend.training.demo import make_demo
+
+            arrays, features = make_demo(args.task, args.samples, args.seed)
+            ws = store.ensure_workspace(args.workspace)
+            name = args.name or f"demo-{args.task}-seed{args.seed}"
+            ds = create_dataset(settings, store, ws, name, arrays, features)
+            print(f"workspace {args.workspace}: dataset {name}, task {ds['task']}, "
+                  f"{ds['samples']} samples")
+            print(ds["id"])
+            return 0
+    except (KairoError, ValueError, OSError) as exc:
+        print(f"kairo-backend: error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

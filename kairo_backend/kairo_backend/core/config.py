@@ -1,0 +1,72 @@
+"""One Settings object for the whole backend (server, CLI and workers)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """KAIRO_DATA_DIR, else the per-user data directory (XDG on Linux)."""
+    env = os.environ.get("KAIRO_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "kairo"
+
+
+def _default_threads() -> int:
+    return max(1, min(2, (os.cpu_count() or 2) // 2))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1  # training worker processes running at once
+    max_upload_mb: float = 256.0
+    max_queued_runs: int = 100  # per workspace; beyond it POST train answers 429
+    torch_threads: int = field(default_factory=_default_threads)
+    download_ttl_s: int = 24 * 3600
+    public_url: str | None = None  # base of download links; default: the request's host
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.workers > 64:
+            raise ValueError(f"workers must be in 1..64, got {self.workers}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.max_upload_mb <= 0:
+            raise ValueError(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+        if self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "kairo.db"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def ensure_dirs(self) -> None:
+        for d in (self.data_dir, self.datasets_dir, self.artifacts_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)

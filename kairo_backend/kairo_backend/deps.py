@@ -1,0 +1,58 @@
+"""Dependencies shared by the routes: the app context and the caller's workspace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from kairo_backend.core.config import Settings
+from kairo_backend.errors import NotFound, Unauthorized
+from kairo_backend.jobs.dispatcher import Dispatcher
+from kairo_backend.store import Store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    dispatcher: Dispatcher
+    secret: bytes
+
+
+def get_context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def get_workspace(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("missing API key: send 'Authorization: Bearer kai_live_…'",
+                           headers={"WWW-Authenticate": "Bearer"})
+    ws = get_context(request).store.workspace_for_key(key.strip())
+    if ws is None:
+        raise Unauthorized("unknown API key; create one with 'kairo-backend keys create'",
+                           headers={"WWW-Authenticate": "Bearer"})
+    return ws
+
+
+Ctx = Annotated[Context, Depends(get_context)]
+Workspace = Annotated[str, Depends(get_workspace)]
+
+
+def model_or_404(ctx: Context, ws: str, model_id: str) -> dict[str, Any]:
+    model = ctx.store.get_model(ws, model_id)
+    if model is None:
+        raise NotFound(f"model {model_id} not found in this workspace")
+    return model
+
+
+def run_or_404(ctx: Context, ws: str, model_id: str, run_id: str) -> dict[str, Any]:
+    model_or_404(ctx, ws, model_id)
+    run = ctx.store.get_run(run_id)
+    if run is None or run["model_id"] != model_id:
+        raise NotFound(f"run {run_id} not found for model {model_id}")
+    return run

@@ -1,0 +1,1 @@
+"""The durable run queue: FIFO in SQLite, N worker processes, estimates."""

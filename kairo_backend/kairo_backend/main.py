@@ -1,0 +1,39 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kairo_backend import __version__
+from kairo_backend.core import security
+from kairo_backend.core.config import Settings
+from kairo_backend.deps import Context
+from kairo_backend.errors import install_handlers
+from kairo_backend.jobs.dispatcher import Dispatcher
+from kairo_backend.routes import datasets, exports, health, models, runs
+from kairo_backend.store import Store
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.ensure_dirs()
+    store = Store(settings.db_path)
+    ctx = Context(settings, store, Dispatcher(settings, store),
+                  security.load_or_create_secret(settings.secret_path))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.dispatcher.start()
+        yield
+        ctx.dispatcher.stop()
+
+    app = FastAPI(title="Kairo Models API (embedded backend)", version=__version__,
+                  description="Trigger training runs, manage model versions, and export "
+                              "trained models.", lifespan=lifespan)
+    app.state.ctx = ctx
+    install_handlers(app)
+    for r in (health.router, models.router, runs.router, exports.router, datasets.router):
+        app.include_router(r)
+    return app

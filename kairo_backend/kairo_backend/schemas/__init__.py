@@ -1,0 +1,1 @@
+"""Pydantic schemas: request bodies and public answers, per resource."""

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kairo_backend.core.util import iso
+from kairo_backend.schemas.runs import Metrics
+
+
+class Version(BaseModel):
+    version: str
+    run_id: str
+    status: str
+    created_at: str
+    metrics: Metrics | None
+    artifact_size_mb: float | None
+    sha256: str | None
+
+
+class Promotion(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    at: str
+    from_: str | None = Field(None, alias="from")
+    to: str
+
+
+class ModelPublic(BaseModel):
+    id: str
+    name: str
+    task: str
+    status: str
+    active_version: str | None
+    accuracy: float | None
+    robot_id: str
+    created_at: str
+    updated_at: str
+    metrics: Metrics | None
+    versions: list[Version]
+    promotions: list[Promotion]
+
+
+class ModelList(BaseModel):
+    data: list[ModelPublic]
+    total: int
+
+
+class PromoteRequest(BaseModel):
+    version: str = Field(..., description="The version to make active, e.g. v2.")
+
+
+class ExportRequest(BaseModel):
+    format: str = Field(..., description="onnx (ros2-pkg: not supported yet).")
+    version: str | None = Field(None, description="vN; empty or absent: the active version.")
+
+
+class ExportPublic(BaseModel):
+    download_url: str
+    expires_at: str
+    format: str
+    size_mb: float
+    sha256: str
+    version: str
+
+
+def model_status(model: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    if model.get("active_version"):
+        return "active"
+    if any(r["status"] == "complete" for r in runs):
+        return "ready"
+    if any(r["status"] in ("queued", "running") for r in runs) or not runs:
+        return "training"
+    return "failed"
+
+
+def model_public(model: dict[str, Any], runs: list[dict[str, Any]],
+                 promotions: list[dict[str, Any]]) -> dict[str, Any]:
+    """`runs` oldest first."""
+    complete = [r for r in runs if r["status"] == "complete"]
+    latest = complete[-1] if complete else None
+    active = next((r for r in complete if r["version"] == model.get("active_version")), None)
+    shown = active or latest
+    return {
+        "id": model["id"],
+        "name": model["name"],
+        "task": model["task"],
+        "status": model_status(model, runs),
+        "active_version": model.get("active_version"),
+        "accuracy": shown["metrics"]["accuracy"] if shown and shown["metrics"] else None,
+        "robot_id": model["robot_id"],
+        "created_at": iso(model["created_at"]),
+        "updated_at": iso(model["updated_at"]),
+        "metrics": latest["metrics"] if latest else None,
+        "versions": [{"version": r["version"], "run_id": r["id"], "status": r["status"],
+                      "created_at": iso(r["created_at"]),
+                      "metrics": r["metrics"] if r["status"] == "complete" else None,
+                      "artifact_size_mb": r.get("artifact_size_mb"), "sha256": r.get("sha256")}
+                     for r in runs],
+        "promotions": [{"at": iso(p["at"]), "from": p["from_version"], "to": p["to_version"]}
+                       for p in promotions],
+    }

@@ -1,0 +1,369 @@
+"""The SQLite store: workspaces, keys, datasets, models, runs, logs, promotions.
+
+One connection per thread (WAL mode, so the server's readers never wait on
+a training process that writes progress). Timestamps are unix seconds here;
+the schemas turn them into ISO 8601.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kairo_backend.core import security
+from kairo_backend.core.util import new_id, now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workspaces (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, task TEXT NOT NULL,
+    samples INTEGER NOT NULL, features TEXT NOT NULL, path TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS datasets_ws ON datasets(workspace_id, created_at);
+CREATE TABLE IF NOT EXISTS models (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, task TEXT NOT NULL,
+    robot_id TEXT NOT NULL, active_version TEXT, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, next_version INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX IF NOT EXISTS models_ws ON models(workspace_id, robot_id, task);
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    model_id TEXT NOT NULL, workspace_id TEXT NOT NULL, version TEXT NOT NULL,
+    dataset_id TEXT NOT NULL, task TEXT NOT NULL, architecture TEXT NOT NULL,
+    config TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    started_at REAL, completed_at REAL, duration_s REAL, metrics TEXT,
+    artifact_size_mb REAL, sha256 TEXT, error TEXT, progress TEXT,
+    estimated_duration_s REAL, samples INTEGER NOT NULL DEFAULT 0, pid INTEGER);
+CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id, seq);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, seq);
+CREATE TABLE IF NOT EXISTS run_logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at REAL NOT NULL,
+    line TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS run_logs_run ON run_logs(run_id, id);
+CREATE TABLE IF NOT EXISTS promotions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, model_id TEXT NOT NULL, at REAL NOT NULL,
+    from_version TEXT, to_version TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS throughput (
+    key TEXT PRIMARY KEY, samples_per_s REAL NOT NULL, overhead_s REAL NOT NULL,
+    updated_at REAL NOT NULL);
+"""
+
+ACTIVE = ("queued", "running")
+FINISHED = ("complete", "failed", "cancelled")
+
+
+def _loads(v: str | None) -> Any:
+    return json.loads(v) if v else None
+
+
+def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["config"] = _loads(d["config"])
+    d["metrics"] = _loads(d["metrics"])
+    d["progress"] = _loads(d["progress"])
+    return d
+
+
+class Store:
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path
+        self._local = threading.local()
+        self._key_cache: dict[str, str] = {}
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self.conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        c: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                check_same_thread=False)
+            c.row_factory = sqlite3.Row
+            c.execute("PRAGMA busy_timeout=30000")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = c
+        return c
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+    # workspaces and keys -------------------------------------------------
+    def ensure_workspace(self, name: str) -> str:
+        with self.tx() as c:
+            row = c.execute("SELECT id FROM workspaces WHERE name=?", (name,)).fetchone()
+            if row:
+                return str(row["id"])
+            ws = new_id("ws_")
+            c.execute("INSERT INTO workspaces VALUES (?,?,?)", (ws, name, now()))
+            return ws
+
+    def create_key(self, workspace: str) -> str:
+        ws = self.ensure_workspace(workspace)
+        key = security.new_api_key()
+        with self.tx() as c:
+            c.execute("INSERT INTO api_keys VALUES (?,?,?)", (security.hash_key(key), ws, now()))
+        return key
+
+    def workspace_for_key(self, key: str) -> str | None:
+        h = security.hash_key(key)
+        ws = self._key_cache.get(h)
+        if ws is None:
+            row = self.conn.execute("SELECT workspace_id FROM api_keys WHERE key_hash=?",
+                                    (h,)).fetchone()
+            if row is None:
+                return None
+            ws = str(row["workspace_id"])
+            self._key_cache[h] = ws
+        return ws
+
+    # datasets ------------------------------------------------------------
+    def insert_dataset(self, ds: dict[str, Any]) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO datasets (id, workspace_id, name, task, samples, features, path,"
+                " size_bytes, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (ds["id"], ds["workspace_id"], ds["name"], ds["task"], ds["samples"],
+                 json.dumps(ds["features"]), ds["path"], ds["size_bytes"], ds["created_at"]))
+
+    def get_dataset(self, ws: str, ds_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM datasets WHERE id=? AND workspace_id=?",
+                                (ds_id, ws)).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["features"] = json.loads(d["features"])
+        return d
+
+    def dataset_by_id(self, ds_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT workspace_id FROM datasets WHERE id=?",
+                                (ds_id,)).fetchone()
+        return self.get_dataset(row["workspace_id"], ds_id) if row else None
+
+    def list_datasets(self, ws: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM datasets WHERE workspace_id=? ORDER BY created_at DESC, id",
+            (ws,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["features"] = json.loads(d["features"])
+            out.append(d)
+        return out
+
+    # models --------------------------------------------------------------
+    def get_model(self, ws: str, model_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM models WHERE id=? AND workspace_id=?",
+                                (model_id, ws)).fetchone()
+        return dict(row) if row else None
+
+    def model_by_id(self, model_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM models WHERE id=?", (model_id,)).fetchone()
+        return dict(row) if row else None
+
+    def list_models(self, ws: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM models WHERE workspace_id=? ORDER BY created_at, id", (ws,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def runs_for_models(self, ws: str) -> dict[str, list[dict[str, Any]]]:
+        """Every run of the workspace's models, oldest first, grouped by model."""
+        rows = self.conn.execute(
+            "SELECT * FROM runs WHERE workspace_id=? ORDER BY seq", (ws,)).fetchall()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["model_id"], []).append(_run_dict(r))
+        return out
+
+    def promotions(self, model_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT at, from_version, to_version FROM promotions WHERE model_id=? ORDER BY id",
+            (model_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def promote(self, model_id: str, version: str) -> str | None:
+        """Make `version` active; return the version that was active before."""
+        with self.tx() as c:
+            row = c.execute("SELECT active_version FROM models WHERE id=?",
+                            (model_id,)).fetchone()
+            before = row["active_version"] if row else None
+            t = now()
+            c.execute("UPDATE models SET active_version=?, updated_at=? WHERE id=?",
+                      (version, t, model_id))
+            c.execute("INSERT INTO promotions (model_id, at, from_version, to_version)"
+                      " VALUES (?,?,?,?)", (model_id, t, before, version))
+        return before
+
+    def delete_model(self, model_id: str) -> None:
+        with self.tx() as c:
+            run_ids = [r["id"] for r in c.execute("SELECT id FROM runs WHERE model_id=?",
+                                                  (model_id,))]
+            c.executemany("DELETE FROM run_logs WHERE run_id=?", [(r,) for r in run_ids])
+            c.execute("DELETE FROM runs WHERE model_id=?", (model_id,))
+            c.execute("DELETE FROM promotions WHERE model_id=?", (model_id,))
+            c.execute("DELETE FROM models WHERE id=?", (model_id,))
+
+    # runs ----------------------------------------------------------------
+    def submit_run(self, ws: str, *, robot_id: str, task: str, name: str | None,
+                   dataset_id: str, architecture: str, config: dict[str, Any],
+                   samples: int, estimated_duration_s: float,
+                   max_queued: int) -> tuple[dict[str, Any], int] | None:
+        """Queue a run on the model for (robot_id, task), creating it when needed.
+
+        Returns (run, position_in_queue), or None when the workspace already
+        has `max_queued` runs waiting.
+        """
+        t = now()
+        with self.tx() as c:
+            waiting = c.execute("SELECT COUNT(*) FROM runs WHERE workspace_id=? AND"
+                                " status='queued'", (ws,)).fetchone()[0]
+            if waiting >= max_queued:
+                return None
+            row = c.execute("SELECT * FROM models WHERE workspace_id=? AND robot_id=? AND task=?",
+                            (ws, robot_id, task)).fetchone()
+            if row is None:
+                model_id = new_id("mdl_")
+                c.execute("INSERT INTO models (id, workspace_id, name, task, robot_id,"
+                          " active_version, created_at, updated_at, next_version)"
+                          " VALUES (?,?,?,?,?,NULL,?,?,1)",
+                          (model_id, ws, name or f"{robot_id}-{task}", task, robot_id, t, t))
+                number = 1
+            else:
+                model_id, number = row["id"], row["next_version"]
+                if name:
+                    c.execute("UPDATE models SET name=? WHERE id=?", (name, model_id))
+            c.execute("UPDATE models SET next_version=?, updated_at=? WHERE id=?",
+                      (number + 1, t, model_id))
+            run_id = new_id("run_")
+            c.execute(
+                "INSERT INTO runs (id, model_id, workspace_id, version, dataset_id, task,"
+                " architecture, config, status, created_at, estimated_duration_s, samples)"
+                " VALUES (?,?,?,?,?,?,?,?,'queued',?,?,?)",
+                (run_id, model_id, ws, f"v{number}", dataset_id, task, architecture,
+                 json.dumps(config), t, estimated_duration_s, samples))
+            c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
+                      (run_id, t, f"queued: v{number} on {dataset_id}, {architecture}, "
+                                  f"config {json.dumps(config)}"))
+            run = _run_dict(c.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone())
+            pos = c.execute("SELECT COUNT(*) FROM runs WHERE status='queued' AND seq<=?",
+                            (run["seq"],)).fetchone()[0]
+        return run, int(pos)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return _run_dict(row) if row else None
+
+    def list_runs(self, model_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM runs WHERE model_id=? ORDER BY seq DESC",
+                                 (model_id,)).fetchall()
+        return [_run_dict(r) for r in rows]
+
+    def queue_positions(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT id FROM runs WHERE status='queued' ORDER BY seq")
+        return {r["id"]: i + 1 for i, r in enumerate(rows)}
+
+    def run_logs(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT at, line FROM run_logs WHERE run_id=? ORDER BY id",
+                                 (run_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def log(self, run_id: str, line: str) -> None:
+        self.conn.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
+                          (run_id, now(), line))
+
+    def claim_next_run(self, pid_placeholder: int = 0) -> dict[str, Any] | None:
+        """Move the oldest queued run to `running` (FIFO) and return it."""
+        with self.tx() as c:
+            row = c.execute("SELECT id FROM runs WHERE status='queued' ORDER BY seq LIMIT 1"
+                            ).fetchone()
+            if row is None:
+                return None
+            t = now()
+            c.execute("UPDATE runs SET status='running', started_at=?, pid=?,"
+                      " progress=? WHERE id=?",
+                      (t, pid_placeholder, None, row["id"]))
+            c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
+                      (row["id"], t, "running: worker process starting"))
+            return _run_dict(c.execute("SELECT * FROM runs WHERE id=?", (row["id"],)).fetchone())
+
+    def set_pid(self, run_id: str, pid: int) -> None:
+        self.conn.execute("UPDATE runs SET pid=? WHERE id=?", (pid, run_id))
+
+    def set_progress(self, run_id: str, progress: dict[str, Any], line: str) -> bool:
+        """Record an epoch; False when the run is no longer running (cancelled, deleted)."""
+        with self.tx() as c:
+            cur = c.execute("UPDATE runs SET progress=? WHERE id=? AND status='running'",
+                            (json.dumps(progress), run_id))
+            if cur.rowcount:
+                c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
+                          (run_id, now(), line))
+            return cur.rowcount > 0
+
+    def finish_run(self, run_id: str, status: str, *, error: str | None = None,
+                   metrics: dict[str, Any] | None = None, artifact_size_mb: float | None = None,
+                   sha256: str | None = None, only_from: tuple[str, ...] = ACTIVE,
+                   line: str | None = None) -> bool:
+        """Move a run to a final status, only when it is still in `only_from`."""
+        assert status in FINISHED
+        t = now()
+        with self.tx() as c:
+            marks = ",".join("?" * len(only_from))
+            cur = c.execute(
+                f"UPDATE runs SET status=?, completed_at=?, error=?, metrics=?,"
+                f" artifact_size_mb=?, sha256=?, duration_s=CASE WHEN started_at IS NULL"
+                f" THEN NULL ELSE ? - started_at END WHERE id=? AND status IN ({marks})",
+                (status, t, error, json.dumps(metrics) if metrics else None, artifact_size_mb,
+                 sha256, t, run_id, *only_from))
+            if cur.rowcount:
+                c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
+                          (run_id, t, line or (f"{status}: {error}" if error else status)))
+                c.execute("UPDATE models SET updated_at=? WHERE id=(SELECT model_id FROM runs"
+                          " WHERE id=?)", (t, run_id))
+            return cur.rowcount > 0
+
+    def running_runs(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM runs WHERE status='running'").fetchall()
+        return [_run_dict(r) for r in rows]
+
+    # throughput (for honest estimates) -------------------------------------
+    def throughput(self, key: str) -> tuple[float, float] | None:
+        row = self.conn.execute("SELECT samples_per_s, overhead_s FROM throughput WHERE key=?",
+                                (key,)).fetchone()
+        return (float(row[0]), float(row[1])) if row else None
+
+    def record_throughput(self, key: str, samples_per_s: float, overhead_s: float,
+                          weight: float = 0.5) -> None:
+        """Blend a new measurement into the stored one (exponential average)."""
+        with self.tx() as c:
+            row = c.execute("SELECT samples_per_s, overhead_s FROM throughput WHERE key=?",
+                            (key,)).fetchone()
+            if row is not None:
+                samples_per_s = (1 - weight) * row[0] + weight * samples_per_s
+                overhead_s = (1 - weight) * row[1] + weight * overhead_s
+            c.execute("INSERT OR REPLACE INTO throughput VALUES (?,?,?,?)",
+                      (key, samples_per_s, overhead_s, now()))

@@ -1,0 +1,139 @@
+"""Networks, and the export wrapper that puts (de)normalisation inside the graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from kairo_backend.training.features import is_detection, size_of
+
+ARCHITECTURES = ("auto", "mlp", "cnn")
+
+
+def resolve_architecture(arch: str | None, task: str) -> str:
+    arch = (arch or "auto").lower()
+    if arch == "auto":
+        return "cnn" if task == "object_detection" else "mlp"
+    return arch
+
+
+class VectorMLP(nn.Module):
+    """Two hidden layers plus a linear skip, so near-identity maps are easy to learn."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                  nn.ReLU(), nn.Linear(hidden, n_out))
+        self.skip = nn.Linear(n_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.skip(x)
+
+
+class DetectionMLP(nn.Module):
+    def __init__(self, n_in: int, n_classes: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.ReLU(),
+                                   nn.Linear(hidden, hidden), nn.ReLU())
+        self.cls = nn.Linear(hidden, n_classes)
+        self.box = nn.Linear(hidden, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(x)
+        return self.cls(h), torch.sigmoid(self.box(h))
+
+
+class DetectionCNN(nn.Module):
+    """Three conv blocks, then a class head (logits) and a box head (unit box)."""
+
+    def __init__(self, channels: int, height: int, width: int, n_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten())
+        flat = 64 * (height // 8) * (width // 8)
+        self.trunk = nn.Sequential(nn.Linear(flat, 128), nn.ReLU())
+        self.cls = nn.Linear(128, n_classes)
+        self.box = nn.Linear(128, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(self.features(x))
+        return self.cls(h), torch.sigmoid(self.box(h))
+
+
+def build_net(features: dict[str, Any], arch: str) -> nn.Module:
+    """The trainable core: normalised inputs in, normalised outputs out."""
+    n_in = sum(size_of(e) for e in features["inputs"])
+    if is_detection(features):
+        c, h, w = features["inputs"][0]["shape"]
+        n_classes = len(features["classes"])
+        if arch == "cnn":
+            return DetectionCNN(c, h, w, n_classes)
+        return DetectionMLP(n_in, n_classes)
+    n_out = sum(size_of(e) for e in features["outputs"])
+    return VectorMLP(n_in, n_out)
+
+
+class ExportWrapper(nn.Module):
+    """Raw message values in, raw values out: the graph that goes into model.onnx."""
+
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
+    out_mean: torch.Tensor
+    out_std: torch.Tensor
+    box_scale: torch.Tensor
+
+    def __init__(self, features: dict[str, Any], net: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.net = net
+        self.detection = is_detection(features)
+        n_in = sum(size_of(e) for e in features["inputs"])
+        if self.detection:
+            c, h, w = features["inputs"][0]["shape"]
+            self.register_buffer("in_mean", torch.zeros(c, 1, 1))
+            self.register_buffer("in_std", torch.ones(c, 1, 1))
+            self.register_buffer("box_scale", torch.tensor([w, h, w, h], dtype=torch.float32))
+            self.register_buffer("out_mean", torch.zeros(0))
+            self.register_buffer("out_std", torch.ones(0))
+        else:
+            n_out = sum(size_of(e) for e in features["outputs"])
+            self.register_buffer("in_mean", torch.zeros(n_in))
+            self.register_buffer("in_std", torch.ones(n_in))
+            self.register_buffer("out_mean", torch.zeros(n_out))
+            self.register_buffer("out_std", torch.ones(n_out))
+            self.register_buffer("box_scale", torch.ones(0))
+
+    def output_names(self) -> list[str]:
+        if self.detection:
+            return ["scores", "boxes"]
+        return [e["name"] for e in self.features["outputs"]]
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        if self.detection:
+            x = (inputs[0] - self.in_mean) / self.in_std
+            logits, unit_box = self.net(x)
+            return torch.softmax(logits, dim=1), unit_box * self.box_scale
+        b = inputs[0].shape[0]
+        x = torch.cat([t.reshape(b, -1) for t in inputs], dim=1)
+        y = self.net((x - self.in_mean) / self.in_std) * self.out_std + self.out_mean
+        outs = []
+        start = 0
+        for e in self.features["outputs"]:
+            n = size_of(e)
+            outs.append(y[:, start:start + n].reshape([b, *e["shape"]]))
+            start += n
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def load_wrapper(path: str) -> ExportWrapper:
+    """Rebuild a trained model from its model.pt (used by tests and tools)."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    wrapper = ExportWrapper(blob["features"], build_net(blob["features"], blob["architecture"]))
+    wrapper.load_state_dict(blob["state_dict"])
+    wrapper.eval()
+    return wrapper

@@ -1,0 +1,136 @@
+"""One training run in its own process: `python -m kairo_backend.training.worker`.
+
+Started by the dispatcher; writes progress and logs to the DB as it goes,
+the artifacts beside it, and the final status. Dies with its parent (Linux
+PR_SET_PDEATHSIG), so a killed server leaves no orphan to finish a run that
+the restarted server already marked failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from kairo_backend.store import Store
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent_pid:
+        sys.exit(3)
+
+
+def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
+    t_start = time.perf_counter()
+    store = Store(data_dir / "kairo.db")
+    job = store.get_run(run_id)
+    if job is None or job["status"] != "running":
+        return 0
+    try:
+        import torch
+
+        from kairo_backend.training import export, trainer
+        from kairo_backend.training.config import TrainConfig
+        from kairo_backend.training.datasets import load_arrays
+
+        torch.set_num_threads(threads)
+        ds = store.dataset_by_id(job["dataset_id"])
+        if ds is None:
+            raise FileNotFoundError(f"dataset {job['dataset_id']} no longer exists")
+        arrays = load_arrays(Path(ds["path"]))
+        features = ds["features"]
+        config = TrainConfig(**job["config"])
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        store.log(run_id, f"training on {device}, {ds['samples']} samples, "
+                          f"{job['architecture']}, torch threads {threads}")
+        setup = trainer.prepare(arrays, features, job["architecture"], config, seed=0,
+                                device=device)
+        epoch_seconds: list[float] = []
+
+        def on_epoch(info: trainer.EpochInfo) -> bool:
+            if os.getppid() != parent_pid:
+                sys.exit(3)
+            epoch_seconds.append(info.seconds)
+            per_epoch = sum(epoch_seconds) / len(epoch_seconds)
+            remaining = per_epoch * (info.epochs_total - info.epoch) + 1.0  # + export
+            progress = {"epoch": info.epoch, "epochs_total": info.epochs_total,
+                        "loss": info.loss, "val_loss": info.val_loss,
+                        "estimated_remaining_s": round(max(remaining, 0.0), 1)}
+            line = (f"epoch {info.epoch}/{info.epochs_total} loss={info.loss:.6f} "
+                    f"val_loss={info.val_loss:.6f} ({info.seconds:.2f}s)")
+            return store.set_progress(run_id, progress, line)
+
+        result = trainer.fit(setup, on_epoch)
+        if result.epochs_run < config.epochs:
+            return 0  # no longer running: cancelled or deleted
+        model_dir = data_dir / "artifacts" / job["model_id"]
+        tmp = model_dir / f".{job['version']}.tmp"
+        final = model_dir / job["version"]
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        onnx_path = tmp / "model.onnx"
+        export.export_onnx(setup.wrapper, onnx_path, model_id=job["model_id"],
+                           version=job["version"])
+        diff = export.parity(setup.wrapper, onnx_path, setup.raw_val)
+        if diff > 1e-3:
+            raise RuntimeError(f"ONNX export differs from torch by {diff:.2e}")
+        latency = export.latency_p99_ms(onnx_path, features)
+        torch.save({"features": features, "architecture": job["architecture"],
+                    "state_dict": setup.wrapper.cpu().state_dict()}, tmp / "model.pt")
+        (tmp / "features.json").write_text(json.dumps(features, indent=2))
+        sha = export.sha256_of(onnx_path)
+        size_mb = round(onnx_path.stat().st_size / 1e6, 3)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        metrics = {"final_loss": round(result.final_loss, 6),
+                   "val_loss": round(result.val_loss, 6),
+                   "accuracy": round(result.accuracy, 4),
+                   "val_accuracy": round(result.val_accuracy, 4),
+                   "epochs_run": result.epochs_run,
+                   "inference_latency_p99_ms": round(latency, 3)}
+        store.log(run_id, f"exported model.onnx ({size_mb} MB, sha256 {sha[:12]}…, "
+                          f"torch/onnx max diff {diff:.1e}, p99 {latency:.3f} ms)")
+        ok = store.finish_run(run_id, "complete", metrics=metrics, artifact_size_mb=size_mb,
+                              sha256=sha, only_from=("running",),
+                              line=f"complete: val_accuracy={metrics['val_accuracy']}")
+        if not ok:
+            shutil.rmtree(final, ignore_errors=True)
+            return 0
+        overhead = (time.perf_counter() - t_start) - result.train_seconds
+        store.record_throughput(f"{job['task']}/{job['architecture']}",
+                                result.samples_per_s / (1 - trainer.VAL_FRACTION), overhead)
+        return 0
+    except SystemExit:
+        raise
+    except BaseException as exc:  # report every failure in the run, then exit non-zero
+        traceback.print_exc()
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        store.finish_run(run_id, "failed", error=reason, only_from=("running",))
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kairo_backend.training.worker")
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--run-id", required=True)
+    p.add_argument("--parent-pid", type=int, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    _die_with_parent(a.parent_pid)
+    return run(a.data_dir, a.run_id, a.parent_pid, a.threads)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
