@@ -1,0 +1,169 @@
+"""A real backend process on a free loopback port, with a temporary data dir."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+STARTUP_S = 60.0
+
+
+def cli(data_dir: Path, *args: str) -> str:
+    """Run `kairo-backend ARGS --data-dir DIR`; its last stdout line."""
+    out = subprocess.run([sys.executable, "-m", "kairo_backend", *args, "--data-dir",
+                          str(data_dir)], check=True, capture_output=True, text=True,
+                         timeout=120)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[str] | None = None
+    url: str = ""
+
+    def start(self) -> Server:
+        cmd = [sys.executable, "-m", "kairo_backend", "serve", "--host", "127.0.0.1",
+               "--port", "0", "--data-dir", str(self.data_dir), *self.extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        if not self.url:
+            self.stop()
+            raise RuntimeError("backend did not start")
+        # keep draining its output so it never blocks on a full pipe
+        import threading
+
+        threading.Thread(target=self._drain, daemon=True).start()
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("backend never answered /health")
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for _ in self.proc.stdout:
+            pass
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)  # the server and its worker processes
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self.proc = None
+
+    def client(self, key: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def wait_run(c: httpx.Client, model_id: str, run_id: str, timeout: float = 180.0,
+             until: tuple[str, ...] = ("complete", "failed", "cancelled")) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = c.get(f"/v1/models/{model_id}/runs/{run_id}").json()
+        if run["status"] in until or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kairo-data")
+
+
+@pytest.fixture(scope="session")
+def server(data_dir: Path) -> Iterator[Server]:
+    srv = Server(data_dir, ["--max-upload-mb", "2"]).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def key(server: Server) -> str:
+    return cli(server.data_dir, "keys", "create", "--workspace", "acme")
+
+
+@pytest.fixture(scope="session")
+def other_key(server: Server) -> str:
+    return cli(server.data_dir, "keys", "create", "--workspace", "globex")
+
+
+@pytest.fixture(scope="session")
+def api(server: Server, key: str) -> Iterator[httpx.Client]:
+    with server.client(key) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def demo(server: Server, key: str) -> dict[str, str]:
+    """Demo dataset IDs per task in workspace acme (sizes for short CPU runs)."""
+    sizes = {"manipulation": 8000, "navigation": 3000, "object_detection": 1500}
+    return {t: cli(server.data_dir, "datasets", "create-demo", t, "--workspace", "acme",
+                   "--samples", str(n), "--seed", "7") for t, n in sizes.items()}
+
+
+def has_shape(obj: dict[str, Any], shape: dict[str, Any]) -> None:
+    """Every key of `shape` present with its type (as the seed shows it)."""
+    for k, t in shape.items():
+        assert k in obj, f"missing {k}"
+        assert isinstance(obj[k], t) and not isinstance(obj[k], bool), f"{k}: {obj[k]!r}"
+
+
+# what each demo dataset reaches in a short CPU run (documented in README.md)
+TARGETS = {"manipulation": ({"epochs": 50, "learning_rate": 0.002, "batch_size": 64}, 0.9),
+           "navigation": ({"epochs": 30, "learning_rate": 0.002, "batch_size": 64}, 0.9),
+           "object_detection": ({"epochs": 12, "learning_rate": 0.002, "batch_size": 64}, 0.8)}
+
+
+@pytest.fixture(scope="session")
+def trained(api: httpx.Client, demo: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Train every demo dataset once; {task: final run}."""
+    accepted = {}
+    for task, (config, _) in TARGETS.items():
+        r = api.post("/v1/models/train", json={
+            "dataset_id": demo[task], "robot_id": "rob_a1b2c3d4", "task": task,
+            "name": f"{task}-model", "config": config})
+        assert r.status_code == 202, r.text
+        has_shape(r.json(), {"model_id": str, "run_id": str, "status": str,
+                             "position_in_queue": int, "estimated_duration_s": int})
+        assert r.json()["status"] == "queued" and r.json()["estimated_duration_s"] >= 1
+        accepted[task] = r.json()
+    return {t: wait_run(api, a["model_id"], a["run_id"]) for t, a in accepted.items()}
+
+

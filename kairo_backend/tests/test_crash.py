@@ -1,0 +1,55 @@
+"""kill -9 the server while a run trains; the restart keeps everything else."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from conftest import Server, cli, wait_run
+
+
+def test_kill_9_during_training(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    key = cli(tmp_path, "keys", "create", "--workspace", "crash")
+    ds = cli(tmp_path, "datasets", "create-demo", "navigation", "--workspace", "crash",
+             "--samples", "600")
+    srv = Server(tmp_path).start()
+    try:
+        with srv.client(key) as c:
+            done = c.post("/v1/models/train", json={"dataset_id": ds, "robot_id": "rob_c1",
+                                                    "task": "navigation",
+                                                    "config": {"epochs": 2}}).json()
+            assert wait_run(c, done["model_id"], done["run_id"])["status"] == "complete"
+            c.post(f"/v1/models/{done['model_id']}/promote", json={"version": "v1"})
+            long = c.post("/v1/models/train", json={"dataset_id": ds, "robot_id": "rob_c1",
+                                                    "task": "navigation",
+                                                    "config": {"epochs": 1000,
+                                                               "batch_size": 4}}).json()
+            run = wait_run(c, long["model_id"], long["run_id"], timeout=60,
+                           until=("running", "failed", "complete"))
+            assert run["status"] == "running"
+            deadline = time.monotonic() + 60
+            while run["progress"]["epoch"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                run = c.get(f"/v1/models/{long['model_id']}/runs/{long['run_id']}").json()
+            before = c.get(f"/v1/models/{done['model_id']}").json()
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGKILL)  # the server alone, as a crash would
+        srv.proc.wait(timeout=10)
+        srv.proc = None
+        srv = Server(tmp_path).start()
+        with srv.client(key) as c:
+            run = c.get(f"/v1/models/{long['model_id']}/runs/{long['run_id']}").json()
+            assert run["status"] == "failed" and "interrupted" in run["error"]
+            after = c.get(f"/v1/models/{done['model_id']}").json()
+            assert after["active_version"] == "v1"
+            assert after["versions"][0] == before["versions"][0]
+            exp = c.post(f"/v1/models/{done['model_id']}/export", json={"format": "onnx"})
+            assert exp.status_code == 200
+            # the queue still works after the crash
+            again = c.post("/v1/models/train", json={"dataset_id": ds, "robot_id": "rob_c1",
+                                                     "task": "navigation",
+                                                     "config": {"epochs": 1}}).json()
+            assert again["model_id"] == done["model_id"]
+            assert wait_run(c, again["model_id"], again["run_id"])["status"] == "complete"
+    finally:
+        srv.stop()

@@ -1,0 +1,122 @@
+"""Logic without a server."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+
+from kairo_backend.core import security
+from kairo_backend.core.config import Settings
+from kairo_backend.errors import ValidationFailed
+from kairo_backend.jobs.estimate import estimate_duration_s
+from kairo_backend.store import Store
+from kairo_backend.training.config import TrainConfig
+from kairo_backend.training.datasets import check_arrays, load_arrays
+from kairo_backend.training.demo import arm_fk, arm_step, make_demo, nav_rule
+from kairo_backend.training.features import default_features, validate_features
+
+
+@pytest.mark.parametrize("task", ["manipulation", "navigation", "object_detection"])
+def test_demo_is_deterministic_and_valid(task: str) -> None:
+    a1, f = make_demo(task, 50, seed=3)
+    a2, _ = make_demo(task, 50, seed=3)
+    a3, _ = make_demo(task, 50, seed=4)
+    assert check_arrays(a1, validate_features(f)) == 50
+    for k in a1:
+        assert np.array_equal(a1[k], a2[k])
+    assert any(not np.array_equal(a1[k], a3[k]) for k in a1)
+
+
+def test_arm_step_moves_toward_target() -> None:
+    rng = np.random.default_rng(0)
+    q = rng.uniform(-1, 1, (200, 3))
+    target = arm_fk(q + rng.normal(0, 0.3, (200, 3)))
+    before = np.linalg.norm(arm_fk(q) - target, axis=1)
+    qn = q
+    for _ in range(30):
+        qn = arm_step(qn, target)
+    after = np.linalg.norm(arm_fk(qn) - target, axis=1)
+    assert np.median(after) < 0.1 * np.median(before)
+    assert np.abs(arm_step(q, target) - q).max() <= 0.2 + 1e-9
+
+
+def test_nav_rule_slows_near_obstacles_and_turns_to_open_side() -> None:
+    open_scan = np.full((1, 64), 6.0)
+    wall = open_scan.copy()
+    ang = -np.pi + np.arange(64) * 2 * np.pi / 64
+    wall[0, np.abs(ang) < 0.6] = 0.3
+    assert nav_rule(open_scan)[0, 0] == pytest.approx(0.5, abs=1e-6)
+    assert nav_rule(wall)[0, 0] < 0.05
+    left_open = np.full((1, 64), 1.0)
+    left_open[0, (ang > 0.5) & (ang < 1.6)] = 5.0
+    assert nav_rule(left_open)[0, 1] > 0.3
+
+
+def test_features_validation_names_the_field() -> None:
+    f = default_features("manipulation")
+    f["inputs"][0]["shape"] = [0]
+    with pytest.raises(ValidationFailed, match=r"features.inputs\[0\].shape"):
+        validate_features(f)
+    f = default_features("navigation")
+    del f["tolerance"]
+    with pytest.raises(ValidationFailed, match="tolerance"):
+        validate_features(f)
+    with pytest.raises(ValidationFailed, match="task"):
+        default_features("juggling")
+
+
+def test_dataset_shape_mismatch() -> None:
+    arrays, f = make_demo("manipulation", 20)
+    arrays["target"] = arrays["target"][:, :1]
+    with pytest.raises(ValidationFailed, match="file.target"):
+        check_arrays(arrays, f)
+    with pytest.raises(ValidationFailed, match="npz"):
+        load_arrays(b"not a zip")
+    buf = io.BytesIO()
+    np.savez(buf, joint_positions=np.zeros((20, 3)))
+    with pytest.raises(ValidationFailed, match="missing"):
+        check_arrays(load_arrays(buf.getvalue()), f)
+
+
+def test_train_config_defaults_and_ranges() -> None:
+    c = TrainConfig.from_request({"epochs": 0, "learning_rate": None})
+    assert (c.epochs, c.learning_rate, c.batch_size) == (20, 1e-3, 64)
+    with pytest.raises(ValidationFailed, match="config.epochs"):
+        TrainConfig.from_request({"epochs": 5000})
+    with pytest.raises(ValueError, match="workers"):
+        Settings(workers=0)
+
+
+def test_signed_links() -> None:
+    secret = b"s" * 32
+    exp = int(time.time()) + 60
+    sig = security.sign(secret, "mdl_a_v1.onnx", exp)
+    assert security.verify(secret, "mdl_a_v1.onnx", exp, sig, time.time())
+    assert not security.verify(secret, "mdl_a_v2.onnx", exp, sig, time.time())
+    assert not security.verify(secret, "mdl_a_v1.onnx", exp + 1, sig, time.time())
+    assert not security.verify(secret, "mdl_a_v1.onnx", exp, sig, exp + 1)
+    key = security.new_api_key()
+    assert key.startswith("kai_live_") and security.hash_key(key) != key
+
+
+def test_store_queue_is_fifo_and_estimates_use_measurements(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path / "k.db")
+    ws = store.ensure_workspace("w")
+    assert store.workspace_for_key(store.create_key("w")) == ws
+    ids = []
+    for i in range(3):
+        res = store.submit_run(ws, robot_id="rob_1", task="navigation", name=None,
+                               dataset_id="ds_x", architecture="mlp",
+                               config={"epochs": 1, "learning_rate": 1e-3, "batch_size": 8},
+                               samples=100, estimated_duration_s=1.0, max_queued=10)
+        assert res is not None
+        run, pos = res
+        assert pos == i + 1 and run["version"] == f"v{i + 1}"
+        ids.append(run["id"])
+    claimed = store.claim_next_run()
+    assert claimed is not None and claimed["id"] == ids[0]
+    store.record_throughput("navigation/mlp", 1000.0, 2.0, weight=1.0)
+    assert estimate_duration_s(store, "navigation", "mlp", 500, 10) == pytest.approx(7.0)
