@@ -135,7 +135,7 @@ class KairoUnavailableError(KairoServerError):
 _HINTS = {
     401: "; check KAIRO_API_KEY or the api_key_file parameter",
     403: "; for a download link, request the export again",
-    404: "; check the ID (list_models lists this workspace's models)",
+    404: "; check the ID: it must exist in this API key's workspace",
     429: "; retry later",
     503: "; retry later",
 }

@@ -1,0 +1,55 @@
+"""The kairo_manager node: ROS 2 actions, services and events over the Kairo Models API.
+
+Wiring only; the behaviour lives in train_action, export_action and
+services. All callbacks share one reentrant group on a multi-threaded
+executor, so services answer while train and export goals run.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from kairo_interfaces.msg import ModelEvent
+from kairo_ros.api import API_KEY_ENV
+from kairo_ros.manager.backend import BackendLink
+from kairo_ros.manager.export_action import ExportAction
+from kairo_ros.manager.params import declare_and_read
+from kairo_ros.manager.services import ManagerServices
+from kairo_ros.manager.train_action import TrainAction
+
+# Train and export goals each hold an executor thread while they run; the cap
+# leaves threads free for services (see main.EXECUTOR_THREADS).
+MAX_RUNNING_GOALS = 24
+EVENTS_QOS = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class ManagerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("kairo_manager", namespace="/kairo")
+        self.params = declare_and_read(self)
+        self._stopping = threading.Event()
+        self._backend = BackendLink(self.params)
+        group = ReentrantCallbackGroup()
+        goal_slots = threading.BoundedSemaphore(MAX_RUNNING_GOALS)
+        self._event_pub = self.create_publisher(ModelEvent, "model_events", EVENTS_QOS)
+        self._train_action = TrainAction(self, self._backend, self.params, group, goal_slots, self._stopping,
+                                  self.publish_event)
+        self._export_action = ExportAction(self, self._backend, self.params, group, goal_slots, self._stopping)
+        self._service_set = ManagerServices(self, self._backend, group, self.publish_event)
+        key_source = f"key file {self.params.api_key_file}" if self.params.api_key_file else f"${API_KEY_ENV}"
+        self.get_logger().info(f"kairo_manager ready: api_url={self.params.api_url}, API key from {key_source}, "
+                               f"robot_id={self.params.robot_id or '(none)'}, export_dir={self.params.export_dir}")
+
+    def publish_event(self, event: str, model_id: str, version: str, robot_id: str, task: str) -> None:
+        self._event_pub.publish(ModelEvent(stamp=self.get_clock().now().to_msg(), event=event, model_id=model_id,
+                                        version=version, robot_id=robot_id, task=task))
+
+    def close(self) -> None:
+        """Stop following goals (their runs go on on the backend) and close the HTTP client. Idempotent."""
+        self._stopping.set()
+        self._backend.close()
