@@ -74,6 +74,11 @@ class RetryPolicy:
     attempts: int = 4
     backoff_s: float = 0.2
     max_backoff_s: float = 2.0
+    # Cap on one try's network waits; None lets one try use what is left of the deadline.
+    attempt_timeout_s: float | None = None
+
+    def attempt_timeout(self, remaining_s: float) -> float:
+        return remaining_s if self.attempt_timeout_s is None else min(remaining_s, self.attempt_timeout_s)
 
     def delay_s(self, attempt: int) -> float:
         """Backoff before try `attempt + 1` (attempt counts from 1)."""
@@ -305,7 +310,7 @@ class KairoApiClient:
                 if remaining <= 0:
                     raise KairoConnectionError(shown, "no answer before the deadline")
                 try:
-                    return attempt(remaining)
+                    return attempt(self.retry.attempt_timeout(remaining))
                 except _NOT_SENT as exc:
                     raise _Retry(KairoConnectionError(shown, _reason(exc))) from exc
                 except httpx.TransportError as exc:
