@@ -1,0 +1,152 @@
+"""What the inference node reports on /diagnostics: counters, latency, the model serving.
+
+`InferenceStats` is written by the prediction path (one lock, a few
+increments per message) and read once a second by `diagnostic_status`,
+which turns it into one diagnostic_msgs/DiagnosticStatus.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from kairo_ros.inference.model_session import ModelIdentity
+
+LATENCY_WINDOW = 2000
+# Drop reasons, as reported (one counter each).
+DROP_WAITING = "waiting_for_inputs"
+DROP_BAD_INPUT = "bad_input"
+DROP_NO_MODEL = "no_model"
+DROP_INFERENCE = "inference_failed"
+DROP_LOST = "lost_in_transport"
+DROP_REASONS = (DROP_WAITING, DROP_BAD_INPUT, DROP_NO_MODEL, DROP_INFERENCE, DROP_LOST)
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    inputs: int
+    predictions: int
+    dropped: dict[str, int]
+    input_rate_hz: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    last_error: str
+    last_error_code: str
+    errors: int
+    swaps: int
+    rejected_models: int
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+class InferenceStats:
+    """Thread-safe counters of the prediction path and of model loading."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latencies_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self._inputs = 0
+        self._predictions = 0
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._errors = 0
+        self._swaps = 0
+        self._rejected = 0
+        self._last_error = ""
+        self._last_error_code = ""
+        self._rate_mark = (time.monotonic(), 0)
+
+    def input_received(self) -> None:
+        with self._lock:
+            self._inputs += 1
+
+    def prediction_published(self, latency_s: float) -> None:
+        with self._lock:
+            self._predictions += 1
+            self._latencies_ms.append(latency_s * 1000.0)
+
+    def dropped(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self._dropped[reason] += count
+
+    def error(self, code: str, message: str) -> None:
+        with self._lock:
+            self._errors += 1
+            self._last_error = message
+            self._last_error_code = code
+
+    def model_rejected(self, code: str, message: str) -> None:
+        self.error(code, message)
+        with self._lock:
+            self._rejected += 1
+
+    def swapped(self) -> None:
+        with self._lock:
+            self._swaps += 1
+
+    def snapshot(self) -> StatsSnapshot:
+        """Counters now; the input rate is over the time since the previous snapshot."""
+        with self._lock:
+            now = time.monotonic()
+            mark_time, mark_inputs = self._rate_mark
+            elapsed = now - mark_time
+            rate = (self._inputs - mark_inputs) / elapsed if elapsed > 0 else 0.0
+            self._rate_mark = (now, self._inputs)
+            latencies = np.fromiter(self._latencies_ms, dtype=np.float64)
+            return StatsSnapshot(
+                inputs=self._inputs, predictions=self._predictions, dropped=dict(self._dropped),
+                input_rate_hz=rate,
+                latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
+                latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
+                last_error=self._last_error, last_error_code=self._last_error_code, errors=self._errors,
+                swaps=self._swaps, rejected_models=self._rejected,
+            )
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def diagnostic_status(node_name: str, state: str, identity: ModelIdentity | None, provider: str,
+                      stats: StatsSnapshot) -> DiagnosticStatus:
+    """One DiagnosticStatus: ERROR without a model, WARN after errors or drops, else OK."""
+    if identity is None:
+        level, message = DiagnosticStatus.ERROR, f"{state}: no model serving"
+        if stats.last_error:
+            message += f" ({stats.last_error_code}: {stats.last_error})"
+    elif stats.last_error or stats.dropped_total:
+        level = DiagnosticStatus.WARN
+        message = f"serving {identity.model_id} {identity.version}"
+        if stats.last_error:
+            message += f"; last error {stats.last_error_code}: {stats.last_error}"
+        else:
+            message += f"; {stats.dropped_total} messages dropped"
+    else:
+        level, message = DiagnosticStatus.OK, f"serving {identity.model_id} {identity.version}"
+    values = {
+        "state": state,
+        "model_id": identity.model_id if identity else "",
+        "model_version": identity.version if identity else "",
+        "sha256": identity.sha256[:12] if identity else "",
+        "model_path": identity.path if identity else "",
+        "execution_provider": provider,
+        "latency_p50_ms": _ms(stats.latency_p50_ms),
+        "latency_p99_ms": _ms(stats.latency_p99_ms),
+        "input_rate_hz": f"{stats.input_rate_hz:.2f}",
+        "inputs": str(stats.inputs),
+        "predictions": str(stats.predictions),
+        "dropped": str(stats.dropped_total),
+        **{f"dropped_{reason}": str(count) for reason, count in stats.dropped.items()},
+        "errors": str(stats.errors),
+        "models_rejected": str(stats.rejected_models),
+        "swaps": str(stats.swaps),
+        "last_error": f"{stats.last_error_code}: {stats.last_error}" if stats.last_error else "",
+    }
+    return DiagnosticStatus(level=level, name=f"{node_name}: model", message=message, hardware_id=node_name,
+                            values=[KeyValue(key=k, value=v) for k, v in values.items()])

@@ -1,0 +1,365 @@
+"""kairo_inference: the promoted ONNX model on the robot's topics, hot-swapped on promotion.
+
+A lifecycle node. configure reads the parameters and makes the API client
+and the prediction publisher; activate loads the model (online, or from the
+cache when the backend is unreachable), builds subscriptions and publishers
+from the model's own features description, and starts the model worker;
+deactivate and cleanup undo that in reverse and are safe to run twice.
+With `autostart` (default) the node configures and activates itself.
+
+Each message on the primary (first) input is answered with one prediction,
+from the latest values of the other inputs; until every other input has
+been seen once, primary messages are counted as dropped (waiting for
+inputs). Loading never happens on a callback: the model worker downloads,
+verifies, loads and warms up a new version, then swaps one reference.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import pathlib
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
+
+from kairo_interfaces.msg import ModelEvent, Prediction
+
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble names the module qos_event
+    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+from kairo_ros.api import KairoApiClient, KairoError, load_api_key
+from kairo_ros.inference import diagnostics
+from kairo_ros.inference.diagnostics import InferenceStats, diagnostic_status
+from kairo_ros.inference.errors import BadInputError
+from kairo_ros.inference.model_session import ModelSession, resolve_providers
+from kairo_ros.inference.model_source import OFFLINE_ERRORS, LocalModel, ModelSource, VersionRef
+from kairo_ros.inference.params import InferenceParams, declare_parameters, read_parameters
+from kairo_ros.inference.serving import LoadRequest, ModelWorker, ServingSlot
+from kairo_ros.inference.wiring import DetectionWriter, Wiring, build_wiring, input_qos
+
+NODE_NAME = "kairo_inference"
+DEFAULT_NAMESPACE = "kairo"
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Deep enough that a monitor reading every prediction at a few hundred Hz misses none.
+PREDICTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+EVENTS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+class InferenceNode(LifecycleNode):
+    """Serves one model on the topics its features description names."""
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, namespace=namespace, **kwargs)
+        declare_parameters(self)
+        self.params: InferenceParams | None = None
+        self.stats = InferenceStats()
+        self.slot = ServingSlot()
+        self._state = "unconfigured"
+        self._providers: list[str] = []
+        self._client: KairoApiClient | None = None
+        self._source: ModelSource | None = None
+        self._worker: ModelWorker | None = None
+        self._wiring: Wiring | None = None
+        self._wiring_lock = threading.Lock()
+        self._inputs_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._input_subscriptions: list[Any] = []
+        self._output_publishers: list[Any] = []
+        self._events_subscription: Any = None
+        self._prediction_publisher: Any = None
+        self._latest: dict[str, np.ndarray] = {}
+        self._rejected: set[VersionRef] = set()
+        self._offline_reported = False
+        # Diagnostics run in every state, so that a refused configuration is visible too.
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
+                                                    callback_group=self._service_group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if bool(self.get_parameter("autostart").value) \
+                and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            params = read_parameters(self)
+            self._providers = resolve_providers(params.providers)
+            self._client = None
+            if params.uses_api:
+                self._client = KairoApiClient(params.api_url, load_api_key(params.api_key_file or None),
+                                              timeout_s=params.http_timeout_s)
+        except KairoError as exc:
+            self._report(exc.code, f"configuration refused: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.params = params
+        self._source = ModelSource(params, self._client)
+        self._prediction_publisher = self.create_publisher(Prediction, "~/prediction", PREDICTION_QOS)
+        self._state = "inactive"
+        self.get_logger().info(f"configured: serving {self._source.describe()}, providers "
+                               f"{', '.join(self._providers)}, input QoS {params.input_qos}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        assert self.params is not None and self._source is not None
+        self._state = "active"
+        try:
+            local = (self._file_model(self.params.model_path) if not self.params.uses_api
+                     else self._source.boot())
+        except KairoError as exc:
+            self._report(exc.code, f"no model to serve yet: {exc}")
+        else:
+            self._adopt(local)
+        if self.params.uses_api:
+            self._events_subscription = self.create_subscription(
+                ModelEvent, self.params.events_topic, self._on_model_event, EVENTS_QOS,
+                callback_group=self._service_group)
+        self._worker = ModelWorker(self._handle_load_request,
+                                   self.params.poll_period_s if self.params.uses_api else 0.0)
+        self._worker.start()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_serving()
+        self._state = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop serving and release everything; safe to call twice."""
+        self._stop_serving()
+        self._release()
+        self._state = "finalized"
+
+    def _stop_serving(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        if self._events_subscription is not None:
+            self.destroy_subscription(self._events_subscription)
+            self._events_subscription = None
+        with self._wiring_lock:
+            for subscription in self._input_subscriptions:
+                self.destroy_subscription(subscription)
+            for publisher in self._output_publishers:
+                self.destroy_publisher(publisher)
+            self._input_subscriptions, self._output_publishers = [], []
+            self._wiring = None
+            self._latest = {}
+        self.slot.clear()
+
+    def _release(self) -> None:
+        if self._prediction_publisher is not None:
+            self.destroy_publisher(self._prediction_publisher)
+            self._prediction_publisher = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._source = None
+
+    # --- loading (model worker thread, and activate) -------------------------------------------------
+    def _file_model(self, path: str) -> LocalModel:
+        return LocalModel(VersionRef("", "", ""), pathlib.Path(path).expanduser(), from_cache=False)
+
+    def _handle_load_request(self, request: LoadRequest) -> None:
+        source = self._source
+        if source is None:
+            return
+        if request.reason == "file":
+            self._adopt(self._file_model(request.path))
+            return
+        try:
+            ref = source.resolve()
+        except OFFLINE_ERRORS as exc:
+            if not self._offline_reported:
+                self.get_logger().warning(f"cannot check for a new version: {exc}")
+                self._offline_reported = True
+            return
+        except KairoError as exc:
+            self._report(exc.code, f"cannot check for a new version: {exc}")
+            return
+        self._offline_reported = False
+        current = self.slot.current
+        if current is not None and (current.identity.model_id, current.identity.version,
+                                    current.identity.sha256) == (ref.model_id, ref.version, ref.sha256):
+            return
+        if ref in self._rejected:
+            return
+        try:
+            local = source.fetch(ref)
+        except KairoError as exc:
+            self._report(exc.code, f"{ref.model_id} {ref.version} not loaded, the current model keeps "
+                                   f"serving: {exc}", rejected=True)
+            self._rejected.add(ref)
+            return
+        if not self._adopt(local):
+            self._rejected.add(ref)
+
+    def _adopt(self, local: LocalModel) -> bool:
+        """Load, check and warm up `local`, wire it if nothing is wired yet, and swap it in."""
+        assert self.params is not None
+        current = self.slot.current
+        try:
+            session = ModelSession.load(local.path, self._providers, self.params.intra_op_threads,
+                                        expected=current.features if current else None,
+                                        sha256=local.ref.sha256, model_id=local.ref.model_id,
+                                        version=local.ref.version)
+            with self._wiring_lock:
+                if self._wiring is None and self._state == "active":
+                    self._create_endpoints(build_wiring(session.features, self.params.remaps))
+        except KairoError as exc:
+            keeps = "the current model keeps serving" if current else "nothing is serving"
+            self._report(exc.code, f"model refused ({keeps}): {exc}", rejected=True)
+            return False
+        replaced = self.slot.swap(session)
+        self.stats.swapped()
+        if self._source is not None:
+            self._source.mark_good(local)
+        identity = session.identity
+        self.get_logger().info(
+            f"serving {identity.model_id or '-'} {identity.version or '-'} (sha256 {identity.sha256[:12]}, "
+            f"{session.provider}{', from the cache' if local.from_cache else ''})"
+            + (f"; {replaced.identity.version} kept for rollback" if replaced else ""))
+        return True
+
+    def _create_endpoints(self, wiring: Wiring) -> None:
+        assert self.params is not None
+        qos = input_qos(self.params.input_qos)
+        lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
+        for index, entry in enumerate(wiring.inputs):
+            callback = self._on_primary if index == 0 else self._latest_setter(entry.entry.name, entry.reader)
+            self._input_subscriptions.append(self.create_subscription(
+                entry.msg_cls, entry.topic, callback, qos, callback_group=self._inputs_group,
+                event_callbacks=lost))
+        for output in wiring.outputs:
+            self._output_publishers.append(self.create_publisher(output.msg_cls, output.topic, OUTPUT_QOS))
+        self._wiring = wiring
+        self.get_logger().info(
+            "wired: " + ", ".join(f"{w.entry.name} <- {w.topic}" for w in wiring.inputs) + "; "
+            + ", ".join(f"{w.entry.name} -> {w.topic}" for w in wiring.outputs))
+
+    # --- the prediction path (input callbacks) -------------------------------------------------------
+    def _on_message_lost(self, info: Any) -> None:
+        self.stats.dropped(diagnostics.DROP_LOST, int(info.total_count_change))
+
+    def _latest_setter(self, name: str, reader: Any) -> Any:
+        def on_message(msg: Any) -> None:
+            try:
+                self._latest[name] = reader.read(msg)[None]
+            except BadInputError as exc:
+                self.stats.dropped(diagnostics.DROP_BAD_INPUT)
+                self._report(exc.code, str(exc), throttle=True)
+        return on_message
+
+    def _on_primary(self, msg: Any) -> None:
+        received = time.perf_counter()
+        self.stats.input_received()
+        model, wiring = self.slot.current, self._wiring
+        if model is None or wiring is None:
+            self.stats.dropped(diagnostics.DROP_NO_MODEL)
+            return
+        try:
+            feeds = {wiring.primary.entry.name: wiring.primary.reader.read(msg)[None]}
+        except BadInputError as exc:
+            self.stats.dropped(diagnostics.DROP_BAD_INPUT)
+            self._report(exc.code, str(exc), throttle=True)
+            return
+        if len(self._latest) < len(wiring.inputs) - 1:
+            self.stats.dropped(diagnostics.DROP_WAITING)
+            return
+        feeds.update(self._latest)
+        try:
+            outputs = model.run(feeds)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            self._inference_failed(model, exc)
+            return
+        header = msg.header if wiring.primary.has_header else Header(stamp=self.get_clock().now().to_msg())
+        for output, publisher in zip(wiring.outputs, self._output_publishers, strict=True):
+            writer = output.writer
+            if isinstance(writer, DetectionWriter):
+                publisher.publish(writer.write(outputs[0][0], outputs[1][0], header))
+            else:
+                index = model.output_names.index(output.entry.name)
+                publisher.publish(writer.write(outputs[index][0], header))
+        prediction = Prediction(header=header, model_id=model.identity.model_id,
+                                model_version=model.identity.version)
+        flat = np.concatenate([o.reshape(-1) for o in outputs]).astype(np.float32, copy=False)
+        prediction.data = array.array("f", flat.tobytes())
+        latency = time.perf_counter() - received
+        prediction.latency = Duration(sec=int(latency), nanosec=int((latency % 1.0) * 1e9))
+        if self._prediction_publisher is not None:
+            self._prediction_publisher.publish(prediction)
+        self.stats.prediction_published(latency)
+
+    def _inference_failed(self, model: ModelSession, exc: Exception) -> None:
+        self.stats.dropped(diagnostics.DROP_INFERENCE)
+        restored = self.slot.rollback(model)
+        identity = model.identity
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if restored is not None:
+            self._rejected.add(VersionRef(identity.model_id, identity.version, identity.sha256))
+            self._report("inference_failed", f"{identity.model_id} {identity.version} failed on a message "
+                                             f"({detail}); rolled back to {restored.identity.version}")
+        else:
+            self._report("inference_failed", f"inference failed ({detail})", throttle=True)
+
+    # --- events, parameters, diagnostics -------------------------------------------------------------
+    def _on_model_event(self, event: ModelEvent) -> None:
+        if (event.event == ModelEvent.PROMOTED and self._source is not None and self._worker is not None
+                and self._source.wants_event(event.model_id, event.robot_id, event.task)):
+            self.get_logger().info(f"promotion of {event.model_id} {event.version}: checking it")
+            self._worker.request(LoadRequest("event", version=event.version))
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name != "model_path" or self.params is None:
+                continue
+            path = str(parameter.value or "").strip()
+            if not self.params.model_path or not path:
+                return SetParametersResult(successful=False, reason=(
+                    "model_path: this node serves a model from the API; to serve a file, deactivate, clean "
+                    "up, clear model_id/robot_id/task and configure again"))
+            self.params = dataclasses.replace(self.params, model_path=path)
+            if self._worker is not None:
+                self._worker.request(LoadRequest("file", path=path))
+        return SetParametersResult(successful=True)
+
+    def _report(self, code: str, message: str, *, rejected: bool = False, throttle: bool = False) -> None:
+        if rejected:
+            self.stats.model_rejected(code, message)
+        else:
+            self.stats.error(code, message)
+        if throttle:
+            self.get_logger().error(f"[{code}] {message}", throttle_duration_sec=5.0)
+        else:
+            self.get_logger().error(f"[{code}] {message}")
+
+    def _publish_diagnostics(self) -> None:
+        model = self.slot.current
+        status = diagnostic_status(self.get_fully_qualified_name(), self._state,
+                                   model.identity if model else None, model.provider if model else "",
+                                   self.stats.snapshot())
+        self._diagnostics_publisher.publish(
+            DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+

@@ -1,0 +1,355 @@
+"""From a features description to topics: message types, field readers and writers, QoS.
+
+Fields are read and written by introspection (`get_fields_and_field_types`
+and dotted paths), so any message type with numeric fields works without a
+hand-written class per type. Readers turn one message into the float32
+array a model input takes; writers turn a model output into a message.
+Everything is compiled once, when a model's wiring is built, so that the
+per-message work is a few attribute reads and one numpy conversion.
+"""
+
+from __future__ import annotations
+
+import array
+import importlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from kairo_ros.features import IMAGE_ENCODINGS, FeatureEntry, Features
+from kairo_ros.inference.errors import BadInputError, ConfigError, WiringError
+
+# ROS numeric field types and the array typecode rclpy stores their sequences in.
+_TYPECODES = {
+    "float": "f", "double": "d",
+    "int8": "b", "uint8": "B", "int16": "h", "uint16": "H",
+    "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q",
+    "boolean": "",  # a Python list of bools, not an array.array
+}
+_FLOAT_TYPES = ("float", "double")
+_SEQUENCE = re.compile(r"^sequence<([^,>]+)(?:,\s*(\d+))?>$")
+_ARRAY = re.compile(r"^([^\[]+)\[(\d+)\]$")
+_NESTED = re.compile(r"^([A-Za-z0-9_]+)/(?:msg/)?([A-Za-z0-9_]+)$")
+
+INPUT_QOS_CHOICES = ("sensor_data", "reliable")
+# Reliable inputs keep a burst buffer so a busy moment drops nothing.
+RELIABLE_INPUT_DEPTH = 100
+
+
+def import_message_type(type_name: str) -> type:
+    """The message class for 'pkg/msg/Name' (or 'pkg/Name'), or WiringError."""
+    match = _NESTED.match(type_name.replace("/msg/", "/"))
+    if not match:
+        raise WiringError(f"message type {type_name!r} must look like pkg/msg/Name")
+    package, name = match.groups()
+    try:
+        module = importlib.import_module(f"{package}.msg")
+    except ImportError:
+        raise WiringError(f"message type {type_name}: package {package!r} is not installed; "
+                          f"install it or source the workspace that builds it") from None
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type) or not hasattr(cls, "get_fields_and_field_types"):
+        raise WiringError(f"message type {type_name}: {package} has no message {name!r}") from None
+    return cls
+
+
+@dataclass(frozen=True)
+class FieldPath:
+    """One compiled dotted path: the attributes to follow and what is at the end."""
+
+    path: str
+    attrs: tuple[str, ...]
+    element_type: str        # a key of _TYPECODES
+    length: int | None       # None: a scalar; -1: a variable-length sequence; n: a fixed array or bound
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.length is None
+
+    @property
+    def is_variable(self) -> bool:
+        return self.length == -1
+
+    def parent(self, msg: Any) -> Any:
+        for attr in self.attrs[:-1]:
+            msg = getattr(msg, attr)
+        return msg
+
+    def get(self, msg: Any) -> Any:
+        for attr in self.attrs:
+            msg = getattr(msg, attr)
+        return msg
+
+
+def _classify(type_str: str) -> tuple[str, int | None] | None:
+    """(element type, length) of a numeric field type string, or None when not numeric."""
+    if type_str in _TYPECODES:
+        return type_str, None
+    seq = _SEQUENCE.match(type_str)
+    if seq and seq.group(1) in _TYPECODES:
+        # A bounded sequence still varies in length up to its bound.
+        return seq.group(1), -1
+    arr = _ARRAY.match(type_str)
+    if arr and arr.group(1) in _TYPECODES:
+        return arr.group(1), int(arr.group(2))
+    return None
+
+
+def compile_field(msg_cls: type, path: str, where: str) -> FieldPath:
+    """Check a dotted path against a message class by introspection."""
+    cls = msg_cls
+    attrs = path.split(".")
+    for depth, attr in enumerate(attrs):
+        fields: dict[str, str] = cls.get_fields_and_field_types()  # type: ignore[attr-defined]
+        if attr not in fields:
+            known = ", ".join(sorted(fields))
+            raise WiringError(f"{where}: {cls.__name__} has no field {attr!r} (in {path!r}); it has {known}")
+        type_str = fields[attr]
+        if depth == len(attrs) - 1:
+            kind = _classify(type_str)
+            if kind is None:
+                raise WiringError(f"{where}: field {path!r} of {msg_cls.__name__} is {type_str}, "
+                                  f"not a number or a sequence of numbers")
+            return FieldPath(path, tuple(attrs), kind[0], kind[1])
+        nested = _NESTED.match(type_str)
+        if not nested:
+            raise WiringError(f"{where}: field {'.'.join(attrs[:depth + 1])!r} of {msg_cls.__name__} "
+                              f"is {type_str}, not a message, so {path!r} cannot go into it")
+        cls = import_message_type(f"{nested.group(1)}/msg/{nested.group(2)}")
+    raise WiringError(f"{where}: empty field path")  # unreachable: paths are non-empty
+
+
+def _has_header(msg_cls: type) -> bool:
+    return msg_cls.get_fields_and_field_types().get("header") == "std_msgs/Header"  # type: ignore[attr-defined]
+
+
+def _as_uint8(data: Any) -> np.ndarray:
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:  # a plain list on some distros
+        return np.asarray(data, dtype=np.uint8)
+
+
+# --- readers: message -> float32 array of the input's shape ---------------------------------------
+class FieldReader:
+    """Reads numeric fields by their dotted paths and concatenates them."""
+
+    def __init__(self, entry: FeatureEntry, msg_cls: type) -> None:
+        self.entry = entry
+        self.msg_cls = msg_cls
+        where = f"input {entry.name!r}"
+        self.paths = tuple(compile_field(msg_cls, f, where) for f in entry.fields)
+        self._single = self.paths[0] if len(self.paths) == 1 else None
+
+    def read(self, msg: Any) -> np.ndarray:
+        if self._single is not None:
+            values = np.asarray(self._single.get(msg), dtype=np.float32).reshape(-1)
+        else:
+            values = np.concatenate([np.asarray(p.get(msg), dtype=np.float32).reshape(-1) for p in self.paths])
+        if values.size != self.entry.size:
+            raise BadInputError(
+                f"input {self.entry.name!r} on {self.entry.topic}: got {values.size} values from "
+                f"{', '.join(self.entry.fields)}; the model takes {self.entry.size} (shape {list(self.entry.shape)})")
+        return values.reshape(self.entry.shape)
+
+
+class ImageReader:
+    """sensor_msgs/Image -> float32 [C, H, W] in the model's channel order (RGB or mono)."""
+
+    _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+    _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+    def __init__(self, entry: FeatureEntry, msg_cls: type) -> None:
+        self.entry = entry
+        self.msg_cls = msg_cls
+        self.channels, self.height, self.width = entry.shape
+
+    def read(self, msg: Any) -> np.ndarray:
+        name, topic = self.entry.name, self.entry.topic
+        if msg.height != self.height or msg.width != self.width:
+            raise BadInputError(f"input {name!r} on {topic}: image is {msg.width}x{msg.height}; "
+                                f"the model takes {self.width}x{self.height}; resize it upstream")
+        channels = self._CHANNELS.get(msg.encoding)
+        if channels is None:
+            raise BadInputError(f"input {name!r} on {topic}: encoding {msg.encoding!r} is not supported; "
+                                f"publish one of {', '.join(IMAGE_ENCODINGS)}")
+        row = self.width * channels
+        step = msg.step or row
+        data = _as_uint8(msg.data)
+        if step < row or data.size < step * self.height:
+            raise BadInputError(f"input {name!r} on {topic}: {data.size} bytes with step {step} cannot hold a "
+                                f"{self.width}x{self.height} {msg.encoding} image")
+        pixels = data[:step * self.height].reshape(self.height, step)[:, :row].reshape(
+            self.height, self.width, channels)
+        return self._to_model(pixels, msg.encoding)
+
+    def _to_model(self, hwc: np.ndarray, encoding: str) -> np.ndarray:
+        if encoding == "mono8":
+            mono = hwc[:, :, 0].astype(np.float32)
+            return mono[None] if self.channels == 1 else np.repeat(mono[None], 3, axis=0)
+        rgb = hwc[:, :, 2::-1] if encoding.startswith("bgr") else hwc[:, :, :3]
+        if self.channels == 1:
+            return (rgb.astype(np.float32) @ self._LUMA)[None]
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+
+
+# --- writers: model output -> message --------------------------------------------------------------
+class FieldWriter:
+    """Writes a flat output vector into numeric fields, in order.
+
+    Scalars take one value, fixed arrays their length, and at most one
+    variable-length sequence takes what is left.
+    """
+
+    def __init__(self, entry: FeatureEntry, msg_cls: type) -> None:
+        self.entry = entry
+        self.msg_cls = msg_cls
+        where = f"output {entry.name!r}"
+        self.paths = tuple(compile_field(msg_cls, f, where) for f in entry.fields)
+        variable = [p for p in self.paths if p.is_variable]
+        fixed = sum(1 if p.is_scalar else int(p.length or 0) for p in self.paths if not p.is_variable)
+        if len(variable) > 1:
+            raise WiringError(f"{where}: {', '.join(p.path for p in variable)} are all variable-length; "
+                              f"an output can fill only one")
+        if fixed > entry.size or (not variable and fixed != entry.size):
+            raise WiringError(f"{where}: fields {', '.join(entry.fields)} hold {fixed} values"
+                              f"{' or more' if variable else ''}; the output has {entry.size}")
+        self._variable_length = entry.size - fixed
+        self.header = _has_header(msg_cls)
+
+    def write(self, values: np.ndarray, header: Any = None) -> Any:
+        msg = self.msg_cls()
+        flat = values.reshape(-1)
+        start = 0
+        for path in self.paths:
+            count = 1 if path.is_scalar else (self._variable_length if path.is_variable else int(path.length or 0))
+            chunk = flat[start:start + count]
+            start += count
+            setattr(path.parent(msg), path.attrs[-1], _field_value(path, chunk))
+        if self.header and header is not None:
+            msg.header = header
+        return msg
+
+
+def _field_value(path: FieldPath, chunk: np.ndarray) -> Any:
+    kind = path.element_type
+    if path.is_scalar:
+        value = chunk[0]
+        if kind in _FLOAT_TYPES:
+            return float(value)
+        if kind == "boolean":
+            return bool(value > 0.5)
+        return int(np.rint(value))
+    if kind == "boolean":
+        return [bool(v > 0.5) for v in chunk]
+    dtype = np.dtype(_TYPECODES[kind])
+    converted = chunk.astype(dtype) if kind in _FLOAT_TYPES else np.rint(chunk).astype(dtype)
+    if path.is_variable:
+        return array.array(_TYPECODES[kind], converted.tobytes())
+    return converted  # fixed-size arrays are numpy arrays in rclpy
+
+
+class DetectionWriter:
+    """scores [n_classes] + boxes [4] -> one Detection2D per image: the best class."""
+
+    def __init__(self, entry: FeatureEntry, msg_cls: type, classes: Sequence[str]) -> None:
+        self.entry = entry
+        self.msg_cls = msg_cls
+        self.classes = tuple(classes)
+        detection_cls = import_message_type("kairo_interfaces/msg/Detection2D")
+        self._detection_cls = detection_cls
+
+    def write(self, scores: np.ndarray, boxes: np.ndarray, header: Any = None) -> Any:
+        msg = self.msg_cls()
+        if header is not None:
+            msg.header = header
+        best = int(np.argmax(scores))
+        detection = self._detection_cls()
+        detection.class_id = self.classes[best]
+        detection.score = float(scores.reshape(-1)[best])
+        cx, cy, sx, sy = (float(v) for v in boxes.reshape(-1)[:4])
+        detection.bbox.center_x, detection.bbox.center_y = cx, cy
+        detection.bbox.size_x, detection.bbox.size_y = sx, sy
+        msg.detections = [detection]
+        return msg
+
+
+Reader = FieldReader | ImageReader
+
+
+@dataclass(frozen=True)
+class InputWiring:
+    entry: FeatureEntry
+    topic: str
+    msg_cls: type
+    reader: Reader
+    has_header: bool
+
+
+@dataclass(frozen=True)
+class OutputWiring:
+    entry: FeatureEntry
+    topic: str
+    msg_cls: type
+    writer: FieldWriter | DetectionWriter
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """A model's inputs and outputs bound to topics, types, readers and writers."""
+
+    features: Features
+    inputs: tuple[InputWiring, ...]
+    outputs: tuple[OutputWiring, ...]
+
+    @property
+    def primary(self) -> InputWiring:
+        return self.inputs[0]
+
+
+def parse_topic_remaps(remaps: Iterable[str]) -> dict[str, str]:
+    """'name:=/topic' items (name: an input or output name, or its default topic) -> mapping."""
+    result: dict[str, str] = {}
+    for item in remaps:
+        name, sep, topic = item.partition(":=")
+        name, topic = name.strip(), topic.strip()
+        if not sep or not name or not topic:
+            raise ConfigError(f"topic_remaps: {item!r} must look like 'joint_positions:=/my_arm/joint_states'")
+        result[name] = topic
+    return result
+
+
+def build_wiring(features: Features, remaps: dict[str, str] | None = None) -> Wiring:
+    """Import the message types and compile every reader and writer; WiringError when impossible."""
+    remaps = remaps or {}
+
+    def topic_of(entry: FeatureEntry) -> str:
+        return remaps.get(entry.name, remaps.get(entry.topic, entry.topic))
+
+    inputs = []
+    for entry in features.inputs:
+        cls = import_message_type(entry.msg_type)
+        reader: Reader = ImageReader(entry, cls) if entry.is_image else FieldReader(entry, cls)
+        inputs.append(InputWiring(entry, topic_of(entry), cls, reader, _has_header(cls)))
+    outputs = []
+    for entry in features.outputs:
+        cls = import_message_type(entry.msg_type)
+        writer = (DetectionWriter(entry, cls, features.classes) if entry.is_detection
+                  else FieldWriter(entry, cls))
+        outputs.append(OutputWiring(entry, topic_of(entry), cls, writer))
+    return Wiring(features, tuple(inputs), tuple(outputs))
+
+
+def input_qos(kind: str) -> QoSProfile:
+    """sensor_data: best effort, depth 1 (the newest reading wins); reliable: nothing lost."""
+    if kind == "sensor_data":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                          reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+    if kind == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=RELIABLE_INPUT_DEPTH,
+                          reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    raise ConfigError(f"input_qos: {kind!r} must be one of {', '.join(INPUT_QOS_CHOICES)}")

@@ -1,0 +1,123 @@
+"""Small ONNX models built with onnx.helper, carrying the backend's metadata keys.
+
+For the tests that need a model without training one: linear maps with
+fixed random weights, wired by a features description as docs/features.md
+defines it. Graph rules as the backend's exports: float32 inputs
+[batch, *shape], one output per entry (detection: `scores`, `boxes`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import pathlib
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+SCHEMA = "kairo.features/1"
+
+DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
+    "manipulation": {
+        "schema": SCHEMA, "task": "manipulation", "tolerance": 0.05,
+        "inputs": [
+            {"name": "joint_positions", "topic": "/joint_states", "type": "sensor_msgs/msg/JointState",
+             "fields": ["position"], "shape": [3]},
+            {"name": "target", "topic": "/target_point", "type": "geometry_msgs/msg/PointStamped",
+             "fields": ["point.x", "point.y"], "shape": [2]},
+        ],
+        "outputs": [
+            {"name": "joint_commands", "topic": "/arm_controller/commands",
+             "type": "std_msgs/msg/Float64MultiArray", "fields": ["data"], "shape": [3]},
+        ],
+    },
+    "navigation": {
+        "schema": SCHEMA, "task": "navigation", "tolerance": 0.1,
+        "inputs": [{"name": "scan", "topic": "/scan", "type": "sensor_msgs/msg/LaserScan",
+                    "fields": ["ranges"], "shape": [64]}],
+        "outputs": [{"name": "cmd_vel", "topic": "/cmd_vel", "type": "geometry_msgs/msg/Twist",
+                     "fields": ["linear.x", "angular.z"], "shape": [2]}],
+    },
+    "object_detection": {
+        "schema": SCHEMA, "task": "object_detection", "classes": ["circle", "square", "triangle"],
+        "inputs": [{"name": "image", "topic": "/camera/image_raw", "type": "sensor_msgs/msg/Image",
+                    "fields": ["data"], "shape": [3, 32, 32], "encoding": "rgb8"}],
+        "outputs": [{"name": "detections", "topic": "/detections",
+                     "type": "kairo_interfaces/msg/Detection2DArray", "fields": [], "shape": [7]}],
+    },
+}
+
+
+def features(task: str) -> dict[str, Any]:
+    return copy.deepcopy(DEFAULT_FEATURES[task])
+
+
+def _save(graph: onnx.GraphProto, path: pathlib.Path, metadata: dict[str, str]) -> pathlib.Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="kairo_tests")
+    model.ir_version = 8
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def metadata_for(doc: dict[str, Any], model_id: str, version: str) -> dict[str, str]:
+    return {"kairo.schema": SCHEMA, "kairo.model_id": model_id, "kairo.model_version": version,
+            "kairo.task": doc["task"], "kairo.features": json.dumps(doc, sort_keys=True)}
+
+
+def linear_model(doc: dict[str, Any], path: pathlib.Path, *, model_id: str = "mdl_test", version: str = "v1",
+                 seed: int = 0, graph_shapes: dict[str, list[int]] | None = None,
+                 metadata: dict[str, str] | None = None) -> pathlib.Path:
+    """Outputs = concat(flattened inputs) @ W + b, per output entry (detection: scores and boxes).
+
+    `graph_shapes` overrides the per-sample shape of named graph inputs, to
+    build a model whose graph disagrees with its own description.
+    """
+    rng = np.random.default_rng(seed)
+    graph_shapes = graph_shapes or {}
+    inputs, nodes, inits, flat_names = [], [], [], []
+    for entry in doc["inputs"]:
+        shape = graph_shapes.get(entry["name"], entry["shape"])
+        inputs.append(helper.make_tensor_value_info(entry["name"], TensorProto.FLOAT, ["batch", *shape]))
+        flat = f"{entry['name']}_flat"
+        nodes.append(helper.make_node("Flatten", [entry["name"]], [flat], axis=1))
+        flat_names.append(flat)
+    n_in = sum(math.prod(graph_shapes.get(e["name"], e["shape"])) for e in doc["inputs"])
+    nodes.append(helper.make_node("Concat", flat_names, ["x"], axis=1))
+    # Small weights on 0..255 pixel inputs keep the softmax away from saturation.
+    scale = 1.0 / n_in
+
+    def dense(name: str, n_out: int) -> str:
+        inits.append(numpy_helper.from_array(rng.normal(0, scale, (n_in, n_out)).astype(np.float32), f"{name}_w"))
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, (n_out,)).astype(np.float32), f"{name}_b"))
+        nodes.append(helper.make_node("MatMul", ["x", f"{name}_w"], [f"{name}_mm"]))
+        nodes.append(helper.make_node("Add", [f"{name}_mm", f"{name}_b"], [f"{name}_lin"]))
+        return f"{name}_lin"
+
+    outputs = []
+    if doc["task"] == "object_detection":
+        n_classes = len(doc["classes"])
+        nodes.append(helper.make_node("Softmax", [dense("cls", n_classes)], ["scores"], axis=1))
+        _, height, width = doc["inputs"][0]["shape"]
+        inits.append(numpy_helper.from_array(np.array([width, height, width, height], np.float32), "box_scale"))
+        nodes.append(helper.make_node("Sigmoid", [dense("box", 4)], ["box_unit"]))
+        nodes.append(helper.make_node("Mul", ["box_unit", "box_scale"], ["boxes"]))
+        outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_classes]),
+                   helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", 4])]
+    else:
+        for entry in doc["outputs"]:
+            out_shape = np.array([-1, *entry["shape"]], dtype=np.int64)
+            inits.append(numpy_helper.from_array(out_shape, f"{entry['name']}_shape"))
+            nodes.append(helper.make_node("Reshape", [dense(entry["name"], math.prod(entry["shape"])),
+                                                      f"{entry['name']}_shape"], [entry["name"]]))
+            outputs.append(helper.make_tensor_value_info(entry["name"], TensorProto.FLOAT,
+                                                         ["batch", *entry["shape"]]))
+    graph = helper.make_graph(nodes, "kairo_test_model", inputs, outputs, inits)
+    return _save(graph, path, metadata if metadata is not None else metadata_for(doc, model_id, version))

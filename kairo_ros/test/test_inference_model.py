@@ -1,0 +1,109 @@
+"""Model checks and the cache, without ROS processes: real onnxruntime on small real ONNX files."""
+
+import json
+import pathlib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx_models import features, linear_model
+
+from kairo_ros.features import parse_features
+from kairo_ros.inference.errors import CacheIntegrityError, ConfigError, ModelRejectedError, NoModelError
+from kairo_ros.inference.model_session import ModelSession, resolve_providers, sha256_of_file
+from kairo_ros.inference.model_source import ModelCache, VersionRef
+
+
+def load(path: pathlib.Path, **kwargs) -> ModelSession:  # type: ignore[no-untyped-def]
+    return ModelSession.load(path, ["CPUExecutionProvider"], 1, **kwargs)
+
+
+def test_loads_checks_and_runs(tmp_path: pathlib.Path) -> None:
+    path = linear_model(features("manipulation"), tmp_path / "m.onnx", model_id="mdl_abc", version="v4")
+    model = load(path)
+    assert (model.identity.model_id, model.identity.version) == ("mdl_abc", "v4")
+    assert model.identity.sha256 == sha256_of_file(path) and model.provider == "CPUExecutionProvider"
+    feeds = {"joint_positions": np.array([[0.1, 0.2, 0.3]], np.float32), "target": np.array([[0.4, 0.5]], np.float32)}
+    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    np.testing.assert_allclose(model.run(feeds)[0], reference[0], rtol=1e-6)
+
+
+def test_detection_model_outputs(tmp_path: pathlib.Path) -> None:
+    model = load(linear_model(features("object_detection"), tmp_path / "d.onnx"))
+    scores, boxes = model.run({"image": np.full((1, 3, 32, 32), 128, np.float32)})
+    assert scores.shape == (1, 3) and boxes.shape == (1, 4)
+    assert scores.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_not_onnx_is_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_text("this is not a model\n")
+    with pytest.raises(ModelRejectedError, match=r"model\.onnx is not a loadable ONNX model .*point model_path at"):
+        load(path)
+    with pytest.raises(ModelRejectedError, match="cannot read it"):
+        load(tmp_path / "missing.onnx")
+
+
+def test_model_without_features_is_refused(tmp_path: pathlib.Path) -> None:
+    path = linear_model(features("navigation"), tmp_path / "n.onnx", metadata={})
+    with pytest.raises(ModelRejectedError, match="has no features description"):
+        load(path)
+
+
+def test_graph_not_matching_its_wiring_is_refused(tmp_path: pathlib.Path) -> None:
+    path = linear_model(features("manipulation"), tmp_path / "m.onnx", graph_shapes={"joint_positions": [4]})
+    with pytest.raises(ModelRejectedError, match=r"input 'joint_positions' has shape \['batch', 4\]; the wiring "
+                                                 r"needs \[batch, 3\]"):
+        load(path)
+    renamed = features("navigation")
+    path = linear_model(renamed, tmp_path / "n.onnx")
+    renamed["inputs"][0]["name"] = "lidar"
+    linear_model(features("navigation"), path, metadata={
+        "kairo.features": json.dumps(renamed), "kairo.task": "navigation"})
+    with pytest.raises(ModelRejectedError, match="graph input.* scan are not in the wiring"):
+        load(path)
+
+
+def test_new_version_must_keep_the_wiring(tmp_path: pathlib.Path) -> None:
+    serving = parse_features(features("manipulation"))
+    other = features("manipulation")
+    other["inputs"][1]["topic"] = "/elsewhere"
+    with pytest.raises(ModelRejectedError, match="wires different topics"):
+        load(linear_model(other, tmp_path / "m.onnx"), expected=serving)
+    assert load(linear_model(features("manipulation"), tmp_path / "ok.onnx"), expected=serving)
+
+
+def test_file_must_be_the_version_asked_for(tmp_path: pathlib.Path) -> None:
+    path = linear_model(features("navigation"), tmp_path / "n.onnx", model_id="mdl_a", version="v1")
+    with pytest.raises(ModelRejectedError, match="metadata says mdl_a v1, but mdl_a v2 was asked for"):
+        load(path, model_id="mdl_a", version="v2")
+
+
+def test_providers() -> None:
+    assert resolve_providers([])[-1] == "CPUExecutionProvider"
+    assert resolve_providers(["cpu"]) == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ConfigError, match="providers: 'cuda' is not available in this onnxruntime"):
+            resolve_providers(["cuda"])
+
+
+def test_cache_last_good_and_tampering(tmp_path: pathlib.Path) -> None:
+    cache = ModelCache(tmp_path / "cache")
+    with pytest.raises(NoModelError, match="nothing cached"):
+        cache.last_good("mdl_x")
+    ref = VersionRef("mdl_x", "v2", "")
+    path = linear_model(features("navigation"), cache.file_for(ref), model_id="mdl_x", version="v2")
+    ref = VersionRef("mdl_x", "v2", sha256_of_file(path))
+    cache.record_good("mdl_x", ref)
+    assert cache.verified(ref) == path
+    good = cache.last_good("mdl_x")
+    assert good.ref == ref and good.from_cache
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cache.verified(ref) is None
+    with pytest.raises(CacheIntegrityError, match=r"has sha256 .*recorded .*it was altered, so it is refused"):
+        cache.last_good("mdl_x")
+    path.unlink()
+    with pytest.raises(CacheIntegrityError, match="is missing"):
+        cache.last_good("mdl_x")
