@@ -76,6 +76,10 @@ class RunningGoal(Generic[R]):
         answer = wait_future(self._handle.cancel_goal_async(), timeout_s, f"cancel {self._what}")
         return len(answer.goals_canceling) > 0
 
+    def done(self) -> bool:
+        """True once the goal has reached a terminal state and its result arrived."""
+        return bool(self._result_future.done())
+
     def result(self, timeout_s: float) -> ActionOutcome[R]:
         wrapped = wait_future(self._result_future, timeout_s, f"result of {self._what}")
         return ActionOutcome(wrapped.status, wrapped.result)
