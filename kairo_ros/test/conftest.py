@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -118,3 +118,57 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         yield backend
     finally:
         group.stop_all()
+
+
+# --- models trained by the real backend -----------------------------------------------------------
+# Small demo datasets and few epochs: a run takes a few seconds on 2 cores.
+DEMO_SAMPLES = {"manipulation": 500, "navigation": 500, "object_detection": 300}
+TEST_ROBOT = "rob_test1"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    model_id: str
+    version: str
+    task: str
+    robot_id: str
+    dataset_id: str
+
+
+def train_model(backend: Backend, task: str, *, robot_id: str = TEST_ROBOT, epochs: int = 2,
+                dataset_id: str = "", promote: bool = True, timeout_s: float = 300) -> TrainedModel:
+    """Train a new version of (robot_id, task) through HTTP, wait for it, and promote it."""
+    from kairo_ros.graph import wait_until
+
+    dataset_id = dataset_id or backend.cli("datasets", "create-demo", task, "--workspace", "test",
+                                           "--samples", str(DEMO_SAMPLES[task]))
+    with backend.client() as api:
+        answer = api.post("/v1/models/train", json={"dataset_id": dataset_id, "robot_id": robot_id, "task": task,
+                                                   "config": {"epochs": epochs}})
+        assert answer.status_code == 202, answer.text
+        model_id, run_id = answer.json()["model_id"], answer.json()["run_id"]
+        run: dict = {}
+
+        def finished() -> bool:
+            run.update(api.get(f"/v1/models/{model_id}/runs/{run_id}").json())
+            return run["status"] in ("complete", "failed", "cancelled")
+
+        wait_until(finished, timeout_s, f"training run {run_id}", period_s=0.2)
+        assert run["status"] == "complete", f"run {run_id} ended {run['status']}: {run.get('error')}"
+        if promote:
+            promoted = api.post(f"/v1/models/{model_id}/promote", json={"version": run["model_version"]})
+            assert promoted.status_code == 200, promoted.text
+    return TrainedModel(model_id, run["model_version"], task, robot_id, dataset_id)
+
+
+@pytest.fixture(scope="module")
+def trained_model(backend: Backend) -> Callable[[str], TrainedModel]:
+    """`trained_model(task)`: that task's model trained by the module's backend and promoted (once per task)."""
+    done: dict[str, TrainedModel] = {}
+
+    def get(task: str) -> TrainedModel:
+        if task not in done:
+            done[task] = train_model(backend, task)
+        return done[task]
+
+    return get

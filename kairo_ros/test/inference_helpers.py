@@ -111,3 +111,20 @@ def publish_until(publish: Callable[[], None], done: Callable[[], bool], timeout
         return False
 
     wait_until(attempt, timeout_s, what, period_s=0.02)
+
+
+def download_model(backend: Any, model_id: str, version: str, dest: pathlib.Path) -> pathlib.Path:
+    """The test's own copy of a model version, fetched through the API apart from the node."""
+    import httpx
+
+    with backend.client() as api:
+        link = api.post(f"/v1/models/{model_id}/export", json={"format": "onnx", "version": version})
+        assert link.status_code == 200, link.text
+    data = httpx.get(link.json()["download_url"], timeout=30).content
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return dest
+
+
+def api_params(backend: Any, cache_dir: pathlib.Path, *params: str) -> list[str]:
+    return [f"api_url:={backend.url}", f"cache_dir:={cache_dir}", *params]

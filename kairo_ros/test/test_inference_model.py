@@ -88,7 +88,8 @@ def test_providers() -> None:
 
 
 def test_cache_last_good_and_tampering(tmp_path: pathlib.Path) -> None:
-    cache = ModelCache(tmp_path / "cache")
+    warnings: list[str] = []
+    cache = ModelCache(tmp_path / "cache", warnings.append)
     with pytest.raises(NoModelError, match="nothing cached"):
         cache.last_good("mdl_x")
     ref = VersionRef("mdl_x", "v2", "")
@@ -102,6 +103,7 @@ def test_cache_last_good_and_tampering(tmp_path: pathlib.Path) -> None:
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     assert cache.verified(ref) is None
+    assert "refusing it and downloading it again" in warnings[0]
     with pytest.raises(CacheIntegrityError, match=r"has sha256 .*recorded .*it was altered, so it is refused"):
         cache.last_good("mdl_x")
     path.unlink()

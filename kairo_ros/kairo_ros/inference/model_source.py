@@ -11,11 +11,12 @@ and downloaded again, online.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 import os
 import pathlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kairo_ros.api import KairoApiClient, KairoConnectionError, KairoServerError, Model
@@ -23,7 +24,6 @@ from kairo_ros.inference.errors import CacheIntegrityError, NoModelError
 from kairo_ros.inference.model_session import sha256_of_file
 from kairo_ros.inference.params import InferenceParams
 
-log = logging.getLogger("kairo_ros.inference")
 # Errors that mean "the backend cannot answer now": the cache may stand in.
 OFFLINE_ERRORS = (KairoConnectionError, KairoServerError)
 
@@ -44,6 +44,7 @@ class LocalModel:
     ref: VersionRef
     path: pathlib.Path
     from_cache: bool
+    offline_reason: str = ""    # why the cache stood in for the backend, when it did
 
 
 def _write_atomically(path: pathlib.Path, text: str) -> None:
@@ -62,8 +63,9 @@ def _write_atomically(path: pathlib.Path, text: str) -> None:
 class ModelCache:
     """Verified model files and the last version that served, per source."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path, warn: Callable[[str], None]) -> None:
         self.root = root
+        self._warn = warn
 
     def file_for(self, ref: VersionRef) -> pathlib.Path:
         return self.root / "models" / ref.model_id / f"{ref.version}.onnx"
@@ -75,8 +77,8 @@ class ModelCache:
             return None
         actual = sha256_of_file(path)
         if actual != ref.sha256:
-            log.warning("cache entry %s has sha256 %s..., expected %s...: refusing it", path, actual[:12],
-                        ref.sha256[:12])
+            self._warn(f"cache entry {path} has sha256 {actual[:12]}..., expected {ref.sha256[:12]}...: "
+                       f"refusing it and downloading it again")
             return None
         return path
 
@@ -114,10 +116,11 @@ class ModelCache:
 class ModelSource:
     """Resolves the node's model source to a verified local file."""
 
-    def __init__(self, params: InferenceParams, client: KairoApiClient | None) -> None:
+    def __init__(self, params: InferenceParams, client: KairoApiClient | None,
+                 warn: Callable[[str], None]) -> None:
         self.params = params
         self.client = client
-        self.cache = ModelCache(params.cache_dir)
+        self.cache = ModelCache(params.cache_dir, warn)
 
     @property
     def key(self) -> str:
@@ -182,8 +185,8 @@ class ModelSource:
         try:
             return self.fetch(self.resolve())
         except OFFLINE_ERRORS as exc:
-            log.warning("the backend is unreachable (%s); booting from the cache", exc)
-            return self.cache.last_good(self.key)
+            cached = self.cache.last_good(self.key)
+            return dataclasses.replace(cached, offline_reason=str(exc))
 
     def mark_good(self, local: LocalModel) -> None:
         """Record a version that loaded and serves, for an offline boot later."""

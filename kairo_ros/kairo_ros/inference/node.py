@@ -106,7 +106,7 @@ class InferenceNode(LifecycleNode):
             self._report(exc.code, f"configuration refused: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.params = params
-        self._source = ModelSource(params, self._client)
+        self._source = ModelSource(params, self._client, self.get_logger().warning)
         self._prediction_publisher = self.create_publisher(Prediction, "~/prediction", PREDICTION_QOS)
         self._state = "inactive"
         self.get_logger().info(f"configured: serving {self._source.describe()}, providers "
@@ -237,6 +237,9 @@ class InferenceNode(LifecycleNode):
         if self._source is not None:
             self._source.mark_good(local)
         identity = session.identity
+        if local.offline_reason:
+            self.get_logger().warning(f"the backend is unreachable, so the last good version serves, from the "
+                                      f"cache ({local.offline_reason})")
         self.get_logger().info(
             f"serving {identity.model_id or '-'} {identity.version or '-'} (sha256 {identity.sha256[:12]}, "
             f"{session.provider}{', from the cache' if local.from_cache else ''})"

@@ -32,6 +32,8 @@ def _descriptor(kind: int, description: str, *, read_only: bool = False,
                 int_range: tuple[int, int] | None = None) -> ParameterDescriptor:
     descriptor = ParameterDescriptor(type=kind, description=description, read_only=read_only)
     if float_range is not None:
+        # `-p poll_period_s:=0` is an integer to ROS: accept any number, check it when it is read.
+        descriptor.dynamic_typing = True
         descriptor.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1])]
     if int_range is not None:
         descriptor.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
@@ -132,6 +134,16 @@ def _value(node: Node, name: str) -> Any:
         return None
 
 
+def _seconds(node: Node, name: str) -> float:
+    value = _value(node, name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name}: {value!r} must be a number of seconds")
+    allowed = PARAMETERS[name][1].floating_point_range[0]
+    if not allowed.from_value <= value <= allowed.to_value:
+        raise ConfigError(f"{name}: {value} must be in {allowed.from_value:g}..{allowed.to_value:g}")
+    return float(value)
+
+
 def read_parameters(node: Node) -> InferenceParams:
     """The node's parameters as one checked value; ConfigError names a bad one."""
     remaps = parse_topic_remaps(_value(node, "topic_remaps") or [])
@@ -143,8 +155,8 @@ def read_parameters(node: Node) -> InferenceParams:
         api_url=str(_value(node, "api_url")).strip().rstrip("/"),
         api_key_file=str(_value(node, "api_key_file")).strip(),
         cache_dir=pathlib.Path(str(_value(node, "cache_dir"))).expanduser(),
-        poll_period_s=float(_value(node, "poll_period_s")),
-        http_timeout_s=float(_value(node, "http_timeout_s")),
+        poll_period_s=_seconds(node, "poll_period_s"),
+        http_timeout_s=_seconds(node, "http_timeout_s"),
         providers=tuple(p.strip() for p in (_value(node, "providers") or []) if p.strip()),
         intra_op_threads=int(_value(node, "intra_op_threads")),
         autostart=bool(_value(node, "autostart")),

@@ -1,0 +1,118 @@
+"""Each task's default wiring, end to end: a model trained by the real backend, served by a
+kairo_inference process, answers published inputs exactly as onnxruntime does in this process."""
+
+import array
+import pathlib
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PointStamped, Twist
+from inference_helpers import (
+    RELIABLE,
+    Collector,
+    api_params,
+    download_model,
+    joint_state,
+    predictions,
+    publish_until,
+    reference_session,
+    start_inference,
+    target_point,
+    wait_matched,
+)
+from sensor_msgs.msg import Image, JointState, LaserScan
+from std_msgs.msg import Float64MultiArray
+
+from kairo_interfaces.msg import Detection2DArray
+
+SAMPLES = 20
+
+
+def serve(processes, ros, backend, model, tmp_path: pathlib.Path, *params: str):  # type: ignore[no-untyped-def]
+    return start_inference(processes, ros, *api_params(backend, tmp_path / "cache", "input_qos:=reliable", *params),
+                           env={"KAIRO_API_KEY": backend.key})
+
+
+def test_manipulation(processes, ros, backend, trained_model, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
+    model = trained_model("manipulation")
+    node = serve(processes, ros, backend, model, tmp_path, f"model_id:={model.model_id}")
+    answers = predictions(ros)
+    commands = Collector(ros, Float64MultiArray, "/arm_controller/commands")
+    joints = ros.node.create_publisher(JointState, "/joint_states", RELIABLE)
+    targets = ros.node.create_publisher(PointStamped, "/target_point", RELIABLE)
+    wait_matched(joints)
+    wait_matched(targets)
+    target = np.array([0.35, 0.2], np.float32)
+    targets.publish(target_point(target))
+    rng = np.random.default_rng(3)
+    positions = rng.uniform(-1.5, 1.5, (SAMPLES, 3)).astype(np.float32)
+    publish_until(lambda: joints.publish(joint_state(0, positions[0])), lambda: bool(answers.snapshot()), 20,
+                  "a first prediction")
+    for index in range(SAMPLES):
+        joints.publish(joint_state(100 + index, positions[index]))
+    reference = reference_session(download_model(backend, model.model_id, model.version, tmp_path / "m.onnx"))
+    for index in range(SAMPLES):
+        answer = answers.wait_for(lambda m, i=index: m.header.stamp.sec == 100 + i, 20, f"prediction {index}")
+        expected = reference.run(None, {"joint_positions": positions[index][None], "target": target[None]})[0][0]
+        np.testing.assert_allclose(np.array(answer.data), expected, rtol=1e-5, atol=1e-5)
+        assert (answer.model_id, answer.model_version) == (model.model_id, model.version)
+    # The command topic carries the same numbers, as float64 for a forward command controller.
+    last = reference.run(None, {"joint_positions": positions[-1][None], "target": target[None]})[0][0]
+    commands.wait_for(lambda m: np.allclose(m.data, last, atol=1e-5), 20, "the last command")
+    assert node.alive
+
+
+def test_navigation_by_robot_and_task(processes, ros, backend, trained_model,  # type: ignore[no-untyped-def]
+                                      tmp_path: pathlib.Path) -> None:
+    model = trained_model("navigation")
+    node = serve(processes, ros, backend, model, tmp_path, f"robot_id:={model.robot_id}", "task:=navigation")
+    answers = predictions(ros)
+    twists = Collector(ros, Twist, "/cmd_vel")
+    scans = ros.node.create_publisher(LaserScan, "/scan", RELIABLE)
+    wait_matched(scans)
+    rng = np.random.default_rng(4)
+    ranges = rng.uniform(0.3, 6.0, (SAMPLES, 64)).astype(np.float32)
+    reference = reference_session(download_model(backend, model.model_id, model.version, tmp_path / "n.onnx"))
+    for index in range(SAMPLES):
+        scan = LaserScan(ranges=ranges[index].tolist())
+        scan.header.stamp.sec = 100 + index
+        scans.publish(scan)
+    for index in range(SAMPLES):
+        answer = answers.wait_for(lambda m, i=index: m.header.stamp.sec == 100 + i, 20, f"prediction {index}")
+        expected = reference.run(None, {"scan": ranges[index][None]})[0][0]
+        np.testing.assert_allclose(np.array(answer.data), expected, rtol=1e-5, atol=1e-5)
+        assert answer.model_id == model.model_id
+    expected = reference.run(None, {"scan": ranges[-1][None]})[0][0]
+    twists.wait_for(lambda t: np.allclose([t.linear.x, t.angular.z], expected, atol=1e-5), 20, "the last twist")
+    assert node.alive
+
+
+@pytest.mark.parametrize("encoding", ["bgr8"])
+def test_object_detection(processes, ros, backend, trained_model, tmp_path: pathlib.Path,  # type: ignore[no-untyped-def]
+                          encoding: str) -> None:
+    model = trained_model("object_detection")
+    node = serve(processes, ros, backend, model, tmp_path, f"model_id:={model.model_id}")
+    answers = predictions(ros)
+    detections = Collector(ros, Detection2DArray, "/detections")
+    images = ros.node.create_publisher(Image, "/camera/image_raw", RELIABLE)
+    wait_matched(images)
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (SAMPLES, 32, 32, 3), dtype=np.uint8)
+    for index in range(SAMPLES):
+        image = Image(height=32, width=32, encoding=encoding, step=96,
+                      data=array.array("B", rgb[index][:, :, ::-1].tobytes()))  # BGR bytes on the wire
+        image.header.stamp.sec = 100 + index
+        image.header.frame_id = "camera"
+        images.publish(image)
+    reference = reference_session(download_model(backend, model.model_id, model.version, tmp_path / "d.onnx"))
+    classes = ["circle", "square", "triangle"]
+    for index in range(SAMPLES):
+        chw = rgb[index].transpose(2, 0, 1).astype(np.float32)[None]
+        scores, boxes = reference.run(["scores", "boxes"], {"image": chw})
+        answer = answers.wait_for(lambda m, i=index: m.header.stamp.sec == 100 + i, 20, f"prediction {index}")
+        np.testing.assert_allclose(np.array(answer.data), np.concatenate([scores[0], boxes[0]]), rtol=1e-4, atol=1e-4)
+        detection = detections.wait_for(lambda m, i=index: m.header.stamp.sec == 100 + i, 20, f"detections {index}")
+        (best,) = detection.detections
+        assert best.class_id == classes[int(np.argmax(scores[0]))] and detection.header.frame_id == "camera"
+        assert best.bbox.center_x == pytest.approx(float(boxes[0][0]), abs=1e-3)
+    assert node.alive
