@@ -1,0 +1,145 @@
+"""kairo_inference round trip and sustained rate, against an rclpy echo node plus raw onnxruntime.
+
+    python bench/inference_latency.py [--pings 1000] [--flood 4000]
+
+A model trained by the real backend (manipulation, 2 epochs) is served by
+kairo_inference in its own process (model_path, reliable input QoS). The
+benchmark measures, in the same run:
+- round trip JointState -> Prediction (one message in flight), p50 and p99,
+  against (echo node round trip + one raw onnxruntime run of the same
+  model in this process): goal ratio <= 1.2;
+- the highest sustained rate (a window of messages in flight, every one
+  answered) against the echo node's: goal ratio >= 0.9, no drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from geometry_msgs.msg import PointStamped
+from inference_common import GROUP, BenchBackend, percentiles, start, timed
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+
+from kairo_interfaces.msg import Prediction
+from kairo_ros.graph import SpinningNode, wait_until
+
+QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class Loop:
+    """Publishes JointStates on one topic and counts the answers on another."""
+
+    def __init__(self, ros: SpinningNode, out_topic: str, in_topic: str, answer_type: type) -> None:
+        self.publisher = ros.node.create_publisher(JointState, out_topic, QOS)
+        self.answered = 0
+        self.last_stamp = -1
+        self.cond = threading.Condition()
+        ros.node.create_subscription(answer_type, in_topic, self._on_answer, QOS)
+        wait_until(lambda: self.publisher.get_subscription_count() > 0, 30, f"a subscriber on {out_topic}")
+
+    def _on_answer(self, msg: Any) -> None:
+        with self.cond:
+            self.answered += 1
+            self.last_stamp = msg.header.stamp.sec
+            self.cond.notify_all()
+
+    def send(self, index: int) -> None:
+        msg = JointState(position=[0.1, 0.2, 0.3])
+        msg.header.stamp.sec = index
+        self.publisher.publish(msg)
+
+    def ping(self, index: int) -> float:
+        started = time.perf_counter()
+        with self.cond:
+            self.send(index)
+            if not self.cond.wait_for(lambda: self.last_stamp == index, timeout=5.0):
+                raise TimeoutError(f"no answer to message {index}")
+        return time.perf_counter() - started
+
+    def flood(self, count: int, window: int, first: int) -> tuple[float, int]:
+        """Send `count` messages with at most `window` unanswered; (rate Hz, dropped)."""
+        start_answered = self.answered
+        started = time.perf_counter()
+        for i in range(count):
+            with self.cond:
+                if not self.cond.wait_for(lambda i=i: i - (self.answered - start_answered) < window, timeout=5.0):
+                    break
+            self.send(first + i)
+        with self.cond:
+            self.cond.wait_for(lambda: self.answered - start_answered >= count, timeout=5.0)
+        elapsed = time.perf_counter() - started
+        received = self.answered - start_answered
+        return received / elapsed, count - received
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pings", type=int, default=1000)
+    parser.add_argument("--flood", type=int, default=4000)
+    parser.add_argument("--window", type=int, default=20)
+    args = parser.parse_args()
+    try:
+        backend = BenchBackend()
+        dataset = backend.cli("datasets", "create-demo", "manipulation", "--workspace", "bench", "--samples", "500")
+        model_id, version = backend.train("manipulation", dataset)
+        path = backend.download(model_id, version)
+        backend.process.stop()  # not needed any more: keep the CPU for the measurement
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feeds = {"joint_positions": np.array([[0.1, 0.2, 0.3]], np.float32),
+                 "target": np.array([[0.3, 0.1]], np.float32)}
+        timed(lambda: session.run(None, feeds), 200)
+        ort_p50, ort_p99 = percentiles(timed(lambda: session.run(None, feeds), 5000))
+
+        echo_node = start("echo", [sys.executable, str(pathlib.Path(__file__).with_name("inference_echo_node.py"))])
+        inference = start("kairo_inference", ["kairo_inference", "--ros-args", "-p", f"model_path:={path}",
+                                              "-p", "input_qos:=reliable", "--log-level", "warn"])
+        with SpinningNode("kairo_bench_client") as ros:
+            echo = Loop(ros, "/bench/echo_in", "/bench/echo_out", JointState)
+            served = Loop(ros, "/joint_states", "/kairo/kairo_inference/prediction", Prediction)
+            target = ros.node.create_publisher(PointStamped, "/target_point", QOS)
+            wait_until(lambda: target.get_subscription_count() > 0, 30, "kairo_inference on /target_point")
+            target.publish(PointStamped())
+            wait_until(lambda: (served.send(0), served.answered > 0)[1], 30, "a first prediction", period_s=0.05)
+
+            results: dict[str, list[float]] = {"echo": [], "inference": []}
+            for i in range(50):  # warm up both paths
+                echo.ping(10_000 + i)
+                served.ping(10_000 + i)
+            for i in range(args.pings):  # interleaved, so both see the same machine load
+                results["echo"].append(echo.ping(20_000 + i))
+                results["inference"].append(served.ping(20_000 + i))
+            echo_p50, echo_p99 = percentiles(results["echo"])
+            inf_p50, inf_p99 = percentiles(results["inference"])
+
+            echo_rate, echo_dropped = echo.flood(args.flood, args.window, 100_000)
+            inf_rate, inf_dropped = served.flood(args.flood, args.window, 100_000)
+        assert echo_node.alive and inference.alive
+        base_p50, base_p99 = echo_p50 + ort_p50, echo_p99 + ort_p99
+        print(f"model {model_id} {version} (manipulation MLP), {args.pings} round trips, flood {args.flood} "
+              f"msgs window {args.window}")
+        print(f"raw onnxruntime run          p50 {ort_p50:8.1f} us   p99 {ort_p99:8.1f} us")
+        print(f"echo node round trip         p50 {echo_p50:8.1f} us   p99 {echo_p99:8.1f} us")
+        print(f"baseline (echo + onnxruntime) p50 {base_p50:7.1f} us   p99 {base_p99:8.1f} us")
+        print(f"kairo_inference round trip   p50 {inf_p50:8.1f} us   p99 {inf_p99:8.1f} us")
+        print(f"ratio inference / baseline   p50 {inf_p50 / base_p50:8.2f}x     p99 {inf_p99 / base_p99:8.2f}x"
+              f"   (goal <= 1.2)")
+        print(f"sustained rate: echo {echo_rate:8.0f} Hz (dropped {echo_dropped}), kairo_inference "
+              f"{inf_rate:8.0f} Hz (dropped {inf_dropped}); ratio {inf_rate / echo_rate:.2f} (goal >= 0.9, no drops)")
+        return 0
+    finally:
+        GROUP.stop_all()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
