@@ -54,7 +54,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   for r in "${reqs[@]}"; do case "$r" in *.txt) pip_args+=(-r "$r");; esac; done
   python -m pip install --quiet --disable-pip-version-check "${pip_args[@]}"
   if [ -f kairo_backend/pyproject.toml ]; then
-    python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e kairo_backend
+    python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps --config-settings editable_mode=compat -e kairo_backend
   fi
   if [ "$mode" = wheels ]; then
     python "$root/scripts/fix_wheel_cmake_paths.py" "$venv"
