@@ -21,18 +21,21 @@ class Context:
     secret: bytes
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
 
 
-def get_workspace(request: Request) -> str:
+async def get_workspace(request: Request) -> str:
+    """The caller's workspace (async: a dict hit, or one indexed read on a miss,
+    cheaper than a hop to the thread pool)."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing API key: send 'Authorization: Bearer kai_live_…'",
                            headers={"WWW-Authenticate": "Bearer"})
-    ws = get_context(request).store.workspace_for_key(key.strip())
+    ctx: Context = request.app.state.ctx
+    ws = ctx.store.workspace_for_key(key.strip())
     if ws is None:
         raise Unauthorized("unknown API key; create one with 'kairo-backend keys create'",
                            headers={"WWW-Authenticate": "Bearer"})

@@ -23,7 +23,7 @@ def cli(data_dir: Path, *args: str) -> str:
     """Run `kairo-backend ARGS --data-dir DIR`; its last stdout line."""
     out = subprocess.run([sys.executable, "-m", "kairo_backend", *args, "--data-dir",
                           str(data_dir)], check=True, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=data_dir)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -37,8 +37,9 @@ class Server:
     def start(self) -> Server:
         cmd = [sys.executable, "-m", "kairo_backend", "serve", "--host", "127.0.0.1",
                "--port", "0", "--data-dir", str(self.data_dir), *self.extra]
+        # cwd: the data dir, so a checkout in the caller's cwd never shadows the package
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+                                     text=True, start_new_session=True, cwd=self.data_dir)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:

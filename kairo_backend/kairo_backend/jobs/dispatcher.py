@@ -133,7 +133,7 @@ class Dispatcher:
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=subprocess.STDOUT, env=_worker_env(),
-                                    start_new_session=True)
+                                    cwd=self.settings.data_dir, start_new_session=True)
         except OSError as exc:
             log_file.close()
             self.store.finish_run(run["id"], "failed", error=f"could not start worker: {exc}")
@@ -174,12 +174,15 @@ class Dispatcher:
         try:
             self._calibration = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, env=_worker_env(), start_new_session=True)
+                stderr=subprocess.DEVNULL, env=_worker_env(), cwd=self.settings.data_dir,
+                start_new_session=True)
         except OSError:
             log.warning("throughput calibration could not start; estimates use defaults")
 
 
 def _worker_env() -> dict[str, str]:
+    """The server's environment; workers run in the data dir so that a source
+    checkout in the server's working directory never shadows the package."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"

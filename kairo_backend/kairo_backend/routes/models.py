@@ -27,12 +27,19 @@ def _public(ctx: Context, model: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("", response_model=ModelList)
-def list_models(ctx: Ctx, ws: Workspace) -> dict[str, Any]:
-    """List all models in your workspace."""
-    runs = ctx.store.runs_for_models(ws)
-    data = [model_public(m, runs.get(m["id"], []), ctx.store.promotions(m["id"]))
-            for m in ctx.store.list_models(ws)]
-    return {"data": data, "total": len(data)}
+async def list_models(ctx: Ctx, ws: Workspace) -> Response:
+    """List all models in your workspace.
+
+    The answer is rendered once and reused until the database changes.
+    """
+    def build() -> bytes:
+        runs = ctx.store.runs_for_models(ws)
+        data = [model_public(m, runs.get(m["id"], []), ctx.store.promotions(m["id"]))
+                for m in ctx.store.list_models(ws)]
+        body = ModelList.model_validate({"data": data, "total": len(data)})
+        return body.model_dump_json(by_alias=True).encode()
+
+    return Response(ctx.store.cached(f"models:{ws}", build), media_type="application/json")
 
 
 @router.post("/train", status_code=202, response_model=TrainAccepted)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ class Store:
         self.path = db_path
         self._local = threading.local()
         self._key_cache: dict[str, str] = {}
+        self._writes = 0  # writes by this process (its own commits leave data_version alone)
         db_path.parent.mkdir(parents=True, exist_ok=True)
         conn = self.conn
         conn.execute("PRAGMA journal_mode=WAL")
@@ -106,6 +107,28 @@ class Store:
             c.execute("ROLLBACK")
             raise
         c.execute("COMMIT")
+        self._writes += 1
+
+    def change_stamp(self) -> tuple[int, int]:
+        """Changes when anything commits: another connection or process
+        (PRAGMA data_version) or this process."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self._writes
+
+    def cached(self, key: str, build: Callable[[], bytes]) -> bytes:
+        """`build()`'s bytes, reused until the database changes (per thread)."""
+        cache: dict[str, tuple[tuple[int, int], bytes]] | None = getattr(
+            self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        stamp = self.change_stamp()
+        hit = cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        body = build()
+        if len(cache) > 1000:
+            cache.clear()
+        cache[key] = (stamp, body)
+        return body
 
     def close(self) -> None:
         c = getattr(self._local, "conn", None)
@@ -293,6 +316,7 @@ class Store:
         return [dict(r) for r in rows]
 
     def log(self, run_id: str, line: str) -> None:
+        self._writes += 1
         self.conn.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
                           (run_id, now(), line))
 
@@ -312,6 +336,7 @@ class Store:
             return _run_dict(c.execute("SELECT * FROM runs WHERE id=?", (row["id"],)).fetchone())
 
     def set_pid(self, run_id: str, pid: int) -> None:
+        self._writes += 1
         self.conn.execute("UPDATE runs SET pid=? WHERE id=?", (pid, run_id))
 
     def set_progress(self, run_id: str, progress: dict[str, Any], line: str) -> bool:

@@ -122,8 +122,8 @@ def prepare(arrays: dict[str, np.ndarray], features: dict[str, Any], architectur
 
 
 def batch_loss(setup: Setup, x: torch.Tensor, y: torch.Tensor,
-               labels: torch.Tensor | None) -> torch.Tensor:
-    out = setup.net(x)
+               labels: torch.Tensor | None, out: Any = None) -> torch.Tensor:
+    out = setup.net(x) if out is None else out
     if labels is not None:
         logits, box = out
         return F.cross_entropy(logits, labels) + BOX_LOSS_WEIGHT * F.smooth_l1_loss(
@@ -158,8 +158,8 @@ def evaluate(setup: Setup, split: Split, batch: int = 1024) -> tuple[float, floa
     for start in range(0, len(split), batch):
         x, y = split.x[start:start + batch], split.y[start:start + batch]
         labels = split.labels[start:start + batch] if split.labels is not None else None
-        total += float(batch_loss(setup, x, y, labels)) * x.shape[0]
         out = net(x)
+        total += float(batch_loss(setup, x, y, labels, out)) * x.shape[0]
         if labels is not None:
             logits, box = out
             ok = (logits.argmax(1) == labels) & (box_iou(box, y) >= 0.5)
