@@ -75,7 +75,7 @@ _HTTP_CODES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
-    405: "method_not_allowed",
+    405: "invalid_request",
     409: "conflict",
     413: "payload_too_large",
     422: "validation_error",
@@ -121,7 +121,8 @@ def install_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "internal" if exc.status_code >= 500 else "error")
+        code = _HTTP_CODES.get(exc.status_code,
+                               "internal" if exc.status_code >= 500 else "invalid_request")
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
 

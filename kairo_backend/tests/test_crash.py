@@ -53,3 +53,40 @@ def test_kill_9_during_training(tmp_path) -> None:  # type: ignore[no-untyped-de
             assert wait_run(c, again["model_id"], again["run_id"])["status"] == "complete"
     finally:
         srv.stop()
+
+
+def _worker_pid(run_id: str) -> int | None:
+    import os
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if b"kairo_backend.training.worker" in cmd and run_id.encode() in cmd:
+            return int(pid)
+    return None
+
+
+def test_worker_crash_fails_the_run_not_the_server(api, demo) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    r = api.post("/v1/models/train", json={"dataset_id": demo["navigation"],
+                                           "robot_id": "rob_crashy", "task": "navigation",
+                                           "config": {"epochs": 1000, "batch_size": 4}}).json()
+    run = wait_run(api, r["model_id"], r["run_id"], timeout=60,
+                   until=("running", "failed", "complete"))
+    assert run["status"] == "running"
+    pid = None
+    deadline = time.monotonic() + 30
+    while pid is None and time.monotonic() < deadline:
+        pid = _worker_pid(r["run_id"])
+        time.sleep(0.1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    run = wait_run(api, r["model_id"], r["run_id"], timeout=30)
+    assert run["status"] == "failed" and "signal 9" in run["error"]
+    assert api.get("/health").status_code == 200
+    assert api.delete(f"/v1/models/{r['model_id']}").status_code == 200
