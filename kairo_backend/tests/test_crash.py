@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 from conftest import Server, cli, wait_run
 
@@ -62,7 +63,7 @@ def _worker_pid(run_id: str) -> int | None:
         if not pid.isdigit():
             continue
         try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
         if b"kairo_backend.training.worker" in cmd and run_id.encode() in cmd:

@@ -12,6 +12,7 @@ trains twice behind the operator's back. Queued runs stay queued.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -82,10 +83,8 @@ class Dispatcher:
         for run in self.store.running_runs():
             pid = run.get("pid") or 0
             if pid and _is_our_worker(pid, run["id"]):
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
             self.store.finish_run(run["id"], "failed", error=INTERRUPTED,
                                   only_from=("running",))
             _remove_tmp(self.settings.artifacts_dir / run["model_id"], run["version"])

@@ -150,7 +150,7 @@ def train_epoch(setup: Setup) -> float:
 
 
 @torch.no_grad()
-def evaluate(setup: Setup, split: Split, batch: int = 1024) -> tuple[float, float]:
+def evaluate(setup: Setup, split: Split, batch: int = 256) -> tuple[float, float]:
     """(mean loss, accuracy) on a split; accuracy as documented above."""
     net = setup.net
     net.eval()

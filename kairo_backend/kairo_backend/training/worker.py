@@ -114,7 +114,7 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
         return 0
     except SystemExit:
         raise
-    except BaseException as exc:  # report every failure in the run, then exit non-zero
+    except BaseException as exc:  # noqa: BLE001 - any failure fails the run, with its reason
         traceback.print_exc()
         reason = f"{type(exc).__name__}: {exc}"[:500]
         store.finish_run(run_id, "failed", error=reason, only_from=("running",))
