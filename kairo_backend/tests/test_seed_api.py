@@ -116,7 +116,12 @@ def test_onnx_matches_torch_and_carries_wiring(api: httpx.Client, server: Server
     for g, r in zip(got, refs, strict=True):
         assert np.abs(g - r.numpy()).max() <= 1e-4
     # a tampered link is refused
-    assert httpx.get(exp["download_url"].replace("sig=", "sig=0"), timeout=30).status_code == 403
+    for bad in (exp["download_url"].replace("sig=", "sig=0"),
+                exp["download_url"].replace("expires=", "expires=x"),
+                exp["download_url"].replace("expires=", "expires=1"),
+                exp["download_url"].split("?")[0]):
+        r = httpx.get(bad, timeout=30)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
 def test_new_version_rename_promote_history_and_cancel(api: httpx.Client,

@@ -53,9 +53,10 @@ def export(model_id: str, body: ExportRequest, request: Request, ctx: Ctx,
 
 @router.get("/downloads/{filename}", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}}})
-def download(filename: str, ctx: Ctx, expires: int = 0, sig: str = "") -> FileResponse:
+def download(filename: str, ctx: Ctx, expires: str = "", sig: str = "") -> FileResponse:
     """The file behind an export's download_url (signed; no key needed)."""
-    if not security.verify(ctx.secret, filename, expires, sig, time.time()):
+    if not expires.isdigit() or not security.verify(ctx.secret, filename, int(expires), sig,
+                                                    time.time()):
         raise Forbidden("download link expired or invalid; request the export again")
     m = FILENAME.match(filename)
     if m is None:
