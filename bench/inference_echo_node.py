@@ -1,10 +1,21 @@
 """The baseline of the inference benchmarks: an rclpy node that republishes each JointState.
 
-Same executor (MultiThreadedExecutor) and input QoS (reliable) as kairo_inference in the benchmark.
+What a minimal, well-written rclpy echo node does: a plain node spun by
+`rclpy.spin` (a SingleThreadedExecutor, like kairo_inference's data path),
+reliable depth-100 QoS in and out (like kairo_inference's input with
+input_qos:=reliable and its ~/prediction publisher).
+
+    python inference_echo_node.py [multi] [lean]
+
+multi: spin a MultiThreadedExecutor instead (the twin of kairo_inference
+before its data path had a thread of its own); lean: no parameter services,
+so the wait set holds the subscription alone, as kairo_inference's data node.
 """
 
+import sys
+
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -13,16 +24,16 @@ QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class EchoNode(Node):
-    def __init__(self) -> None:
-        super().__init__("kairo_bench_echo")
+    def __init__(self, lean: bool) -> None:
+        super().__init__("kairo_bench_echo", start_parameter_services=not lean)
         self.publisher = self.create_publisher(JointState, "/bench/echo_out", QOS)
         self.create_subscription(JointState, "/bench/echo_in", self.publisher.publish, QOS)
 
 
 def main() -> None:
     rclpy.init()
-    node = EchoNode()
-    executor = MultiThreadedExecutor()
+    node = EchoNode(lean="lean" in sys.argv[1:])
+    executor = MultiThreadedExecutor() if "multi" in sys.argv[1:] else SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

@@ -1,7 +1,7 @@
 """What the inference node reports on /diagnostics: counters, latency, the model serving.
 
-`InferenceStats` is written by the prediction path (one lock, a few
-increments per message) and read once a second by `diagnostic_status`,
+`InferenceStats` is written by the prediction path (one lock taken once
+per message) and read once a second by `diagnostic_status`,
 which turns it into one diagnostic_msgs/DiagnosticStatus.
 """
 
@@ -62,14 +62,18 @@ class InferenceStats:
         self._last_error_code = ""
         self._rate_mark = (time.monotonic(), 0)
 
-    def input_received(self) -> None:
+    def prediction_published(self, latency_s: float) -> None:
+        """One primary input answered."""
         with self._lock:
             self._inputs += 1
-
-    def prediction_published(self, latency_s: float) -> None:
-        with self._lock:
             self._predictions += 1
             self._latencies_ms.append(latency_s * 1000.0)
+
+    def input_dropped(self, reason: str) -> None:
+        """One primary input not answered, for `reason`."""
+        with self._lock:
+            self._inputs += 1
+            self._dropped[reason] += 1
 
     def dropped(self, reason: str, count: int = 1) -> None:
         with self._lock:

@@ -12,19 +12,18 @@ from the latest values of the other inputs; until every other input has
 been seen once, primary messages are counted as dropped (waiting for
 inputs). Loading never happens on a callback: the model worker downloads,
 verifies, loads and warms up a new version, then swaps one reference.
+The topics the model reads and writes, and ~/prediction, live on a small
+node of the data path's own with its own thread (data_path.py), so the
+lifecycle machinery never sits in the way of a message.
 """
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import pathlib
 import threading
-import time
 from typing import Any
 
-import numpy as np
-from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -33,21 +32,15 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
-from kairo_interfaces.msg import ModelEvent, Prediction
-
-try:
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # Humble names the module qos_event
-    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+from kairo_interfaces.msg import ModelEvent
 from kairo_ros.api import KairoApiClient, KairoError, load_api_key
-from kairo_ros.inference import diagnostics
+from kairo_ros.inference.data_path import DataPath
 from kairo_ros.inference.diagnostics import InferenceStats, diagnostic_status
-from kairo_ros.inference.errors import BadInputError
 from kairo_ros.inference.model_session import ModelSession, resolve_providers
 from kairo_ros.inference.model_source import OFFLINE_ERRORS, LocalModel, ModelSource, VersionRef
 from kairo_ros.inference.params import InferenceParams, declare_parameters, read_parameters
 from kairo_ros.inference.serving import LoadRequest, ModelWorker, ServingSlot
-from kairo_ros.inference.wiring import DetectionWriter, Wiring, build_wiring, input_qos
+from kairo_ros.inference.wiring import Wiring, build_wiring, input_qos
 
 NODE_NAME = "kairo_inference"
 DEFAULT_NAMESPACE = "kairo"
@@ -73,15 +66,12 @@ class InferenceNode(LifecycleNode):
         self._client: KairoApiClient | None = None
         self._source: ModelSource | None = None
         self._worker: ModelWorker | None = None
-        self._wiring: Wiring | None = None
         self._wiring_lock = threading.Lock()
-        self._inputs_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
-        self._input_subscriptions: list[Any] = []
-        self._output_publishers: list[Any] = []
         self._events_subscription: Any = None
-        self._prediction_publisher: Any = None
-        self._latest: dict[str, np.ndarray] = {}
+        self.data = DataPath(self, self.slot, self.stats,
+                             on_bad_input=lambda code, message: self._report(code, message, throttle=True),
+                             on_inference_failed=self._inference_failed)
         self._rejected: set[VersionRef] = set()
         self._offline_reported = False
         # Diagnostics run in every state, so that a refused configuration is visible too.
@@ -107,7 +97,7 @@ class InferenceNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.params = params
         self._source = ModelSource(params, self._client, self.get_logger().warning)
-        self._prediction_publisher = self.create_publisher(Prediction, "~/prediction", PREDICTION_QOS)
+        self.data.open_prediction(PREDICTION_QOS)
         self._state = "inactive"
         self.get_logger().info(f"configured: serving {self._source.describe()}, providers "
                                f"{', '.join(self._providers)}, input QoS {params.input_qos}")
@@ -150,6 +140,7 @@ class InferenceNode(LifecycleNode):
         """Stop serving and release everything; safe to call twice."""
         self._stop_serving()
         self._release()
+        self.data.shutdown()
         self._state = "finalized"
 
     def _stop_serving(self) -> None:
@@ -160,19 +151,11 @@ class InferenceNode(LifecycleNode):
             self.destroy_subscription(self._events_subscription)
             self._events_subscription = None
         with self._wiring_lock:
-            for subscription in self._input_subscriptions:
-                self.destroy_subscription(subscription)
-            for publisher in self._output_publishers:
-                self.destroy_publisher(publisher)
-            self._input_subscriptions, self._output_publishers = [], []
-            self._wiring = None
-            self._latest = {}
+            self.data.unwire()
         self.slot.clear()
 
     def _release(self) -> None:
-        if self._prediction_publisher is not None:
-            self.destroy_publisher(self._prediction_publisher)
-            self._prediction_publisher = None
+        self.data.close_prediction()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -226,7 +209,7 @@ class InferenceNode(LifecycleNode):
                                         sha256=local.ref.sha256, model_id=local.ref.model_id,
                                         version=local.ref.version)
             with self._wiring_lock:
-                if self._wiring is None and self._state == "active":
+                if self.data.wiring is None and self._state == "active":
                     self._create_endpoints(build_wiring(session.features, self.params.remaps))
         except KairoError as exc:
             keeps = "the current model keeps serving" if current else "nothing is serving"
@@ -248,75 +231,13 @@ class InferenceNode(LifecycleNode):
 
     def _create_endpoints(self, wiring: Wiring) -> None:
         assert self.params is not None
-        qos = input_qos(self.params.input_qos)
-        lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
-        for index, entry in enumerate(wiring.inputs):
-            callback = self._on_primary if index == 0 else self._latest_setter(entry.entry.name, entry.reader)
-            self._input_subscriptions.append(self.create_subscription(
-                entry.msg_cls, entry.topic, callback, qos, callback_group=self._inputs_group,
-                event_callbacks=lost))
-        for output in wiring.outputs:
-            self._output_publishers.append(self.create_publisher(output.msg_cls, output.topic, OUTPUT_QOS))
-        self._wiring = wiring
+        self.data.wire(wiring, input_qos(self.params.input_qos), OUTPUT_QOS)
         self.get_logger().info(
             "wired: " + ", ".join(f"{w.entry.name} <- {w.topic}" for w in wiring.inputs) + "; "
             + ", ".join(f"{w.entry.name} -> {w.topic}" for w in wiring.outputs))
 
-    # --- the prediction path (input callbacks) -------------------------------------------------------
-    def _on_message_lost(self, info: Any) -> None:
-        self.stats.dropped(diagnostics.DROP_LOST, int(info.total_count_change))
-
-    def _latest_setter(self, name: str, reader: Any) -> Any:
-        def on_message(msg: Any) -> None:
-            try:
-                self._latest[name] = reader.read(msg)[None]
-            except BadInputError as exc:
-                self.stats.dropped(diagnostics.DROP_BAD_INPUT)
-                self._report(exc.code, str(exc), throttle=True)
-        return on_message
-
-    def _on_primary(self, msg: Any) -> None:
-        received = time.perf_counter()
-        self.stats.input_received()
-        model, wiring = self.slot.current, self._wiring
-        if model is None or wiring is None:
-            self.stats.dropped(diagnostics.DROP_NO_MODEL)
-            return
-        try:
-            feeds = {wiring.primary.entry.name: wiring.primary.reader.read(msg)[None]}
-        except BadInputError as exc:
-            self.stats.dropped(diagnostics.DROP_BAD_INPUT)
-            self._report(exc.code, str(exc), throttle=True)
-            return
-        if len(self._latest) < len(wiring.inputs) - 1:
-            self.stats.dropped(diagnostics.DROP_WAITING)
-            return
-        feeds.update(self._latest)
-        try:
-            outputs = model.run(feeds)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            self._inference_failed(model, exc)
-            return
-        header = msg.header if wiring.primary.has_header else Header(stamp=self.get_clock().now().to_msg())
-        for output, publisher in zip(wiring.outputs, self._output_publishers, strict=True):
-            writer = output.writer
-            if isinstance(writer, DetectionWriter):
-                publisher.publish(writer.write(outputs[0][0], outputs[1][0], header))
-            else:
-                index = model.output_names.index(output.entry.name)
-                publisher.publish(writer.write(outputs[index][0], header))
-        prediction = Prediction(header=header, model_id=model.identity.model_id,
-                                model_version=model.identity.version)
-        flat = np.concatenate([o.reshape(-1) for o in outputs]).astype(np.float32, copy=False)
-        prediction.data = array.array("f", flat.tobytes())
-        latency = time.perf_counter() - received
-        prediction.latency = Duration(sec=int(latency), nanosec=int((latency % 1.0) * 1e9))
-        if self._prediction_publisher is not None:
-            self._prediction_publisher.publish(prediction)
-        self.stats.prediction_published(latency)
-
+    # --- a failed inference (the data path's thread) ---------------------------------------------------
     def _inference_failed(self, model: ModelSession, exc: Exception) -> None:
-        self.stats.dropped(diagnostics.DROP_INFERENCE)
         restored = self.slot.rollback(model)
         identity = model.identity
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -218,18 +218,24 @@ class FieldWriter:
         if fixed > entry.size or (not variable and fixed != entry.size):
             raise WiringError(f"{where}: fields {', '.join(entry.fields)} hold {fixed} values"
                               f"{' or more' if variable else ''}; the output has {entry.size}")
-        self._variable_length = entry.size - fixed
+        variable_length = entry.size - fixed
+        # (path, start, stop) of each field in the flat output, computed once.
+        plan, start = [], 0
+        for path in self.paths:
+            count = 1 if path.is_scalar else (variable_length if path.is_variable else int(path.length or 0))
+            plan.append((path, start, start + count))
+            start += count
+        self._plan = tuple(plan)
         self.header = _has_header(msg_cls)
 
     def write(self, values: np.ndarray, header: Any = None) -> Any:
-        msg = self.msg_cls()
+        return self.write_into(self.msg_cls(), values, header)
+
+    def write_into(self, msg: Any, values: np.ndarray, header: Any = None) -> Any:
+        """Fill `msg` (of `msg_cls`, reused between messages by the prediction path) and return it."""
         flat = values.reshape(-1)
-        start = 0
-        for path in self.paths:
-            count = 1 if path.is_scalar else (self._variable_length if path.is_variable else int(path.length or 0))
-            chunk = flat[start:start + count]
-            start += count
-            setattr(path.parent(msg), path.attrs[-1], _field_value(path, chunk))
+        for path, start, stop in self._plan:
+            setattr(path.parent(msg), path.attrs[-1], _field_value(path, flat[start:stop]))
         if self.header and header is not None:
             msg.header = header
         return msg
@@ -246,10 +252,10 @@ def _field_value(path: FieldPath, chunk: np.ndarray) -> Any:
         return int(np.rint(value))
     if kind == "boolean":
         return [bool(v > 0.5) for v in chunk]
-    dtype = np.dtype(_TYPECODES[kind])
-    converted = chunk.astype(dtype) if kind in _FLOAT_TYPES else np.rint(chunk).astype(dtype)
+    typecode = _TYPECODES[kind]
+    converted = chunk.astype(typecode) if kind in _FLOAT_TYPES else np.rint(chunk).astype(typecode)
     if path.is_variable:
-        return array.array(_TYPECODES[kind], converted.tobytes())
+        return array.array(typecode, converted.tobytes())
     return converted  # fixed-size arrays are numpy arrays in rclpy
 
 

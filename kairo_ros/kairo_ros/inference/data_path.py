@@ -1,0 +1,249 @@
+"""kairo_inference's prediction path: its own small node, spun by its own thread.
+
+rclpy executors rebuild their wait set over every entity of every node they
+serve on each spin, and a lifecycle node carries many (lifecycle and
+parameter services, the diagnostics timer, the events subscription).
+So the topics a model reads and writes live on a plain node of their own,
+`<name>_data` (no parameter services, no rosout), served by a
+SingleThreadedExecutor on one thread: its wait set holds only the input
+subscriptions, and every message is handled on that one thread, without a
+hand-off. The lifecycle node keeps everything else on the main executor.
+
+Because only that thread runs the callbacks, the per-message work reuses
+what can be made once per wiring: the outgoing messages, the field plans,
+the output indexes. Each primary message reads the serving model once from
+the `ServingSlot`, so a hot swap lands between two messages.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from std_msgs.msg import Header
+
+from kairo_interfaces.msg import Prediction
+
+log = logging.getLogger("kairo_ros.inference")
+
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble names the module qos_event
+    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+from kairo_ros.inference import diagnostics
+from kairo_ros.inference.diagnostics import InferenceStats
+from kairo_ros.inference.errors import BadInputError
+from kairo_ros.inference.model_session import ModelSession
+from kairo_ros.inference.serving import ServingSlot
+from kairo_ros.inference.wiring import DetectionWriter, Wiring
+
+# (code, message): a throttled error report; (model, exception): a failed inference.
+ReportBadInput = Callable[[str, str], None]
+ReportInferenceFailed = Callable[[ModelSession, Exception], None]
+
+
+class DataPath:
+    """The input subscriptions, output publishers and ~/prediction publisher of one inference node."""
+
+    def __init__(self, owner: Node, slot: ServingSlot, stats: InferenceStats, *,
+                 on_bad_input: ReportBadInput, on_inference_failed: ReportInferenceFailed) -> None:
+        self._owner_name = owner.get_fully_qualified_name()
+        self._clock = owner.get_clock()
+        self._slot = slot
+        self._stats = stats
+        self._on_bad_input = on_bad_input
+        self._on_inference_failed = on_inference_failed
+        # Global arguments still apply (topic remaps, namespace); the local one keeps the name apart
+        # from the lifecycle node's even when `__node:=` renames that one.
+        self.node = Node(f"{owner.get_name()}_data", namespace=owner.get_namespace(), context=owner.context,
+                         cli_args=["--ros-args", "-r", f"__node:={owner.get_name()}_data"],
+                         start_parameter_services=False, enable_rosout=False)
+        self._executor = SingleThreadedExecutor(context=owner.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="kairo-inference-data", daemon=True)
+        self._lock = threading.Lock()  # endpoints are made and destroyed from lifecycle and worker threads
+        self._subscriptions: list[Any] = []
+        self._publishers: list[Any] = []
+        self._prediction_publisher: Any = None
+        self._emitters: list[Callable[[list[np.ndarray], Header], None]] = []
+        self._wiring: Wiring | None = None
+        self._reset_hot_state(None)
+        self._thread.start()
+
+    # --- endpoints (lifecycle and model worker threads) ------------------------------------------------
+    @property
+    def wiring(self) -> Wiring | None:
+        return self._wiring
+
+    def open_prediction(self, qos: QoSProfile) -> None:
+        with self._lock:
+            if self._prediction_publisher is None:
+                self._prediction_publisher = self.node.create_publisher(Prediction, self._owner_name + "/prediction",
+                                                                        qos)
+
+    def close_prediction(self) -> None:
+        with self._lock:
+            if self._prediction_publisher is not None:
+                self.node.destroy_publisher(self._prediction_publisher)
+                self._prediction_publisher = None
+
+    def wire(self, wiring: Wiring, input_qos: QoSProfile, output_qos: QoSProfile) -> None:
+        """Subscribe to the wiring's inputs and advertise its outputs (nothing must be wired yet)."""
+        with self._lock:
+            self._reset_hot_state(wiring)
+            lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
+            for index, entry in enumerate(wiring.inputs):
+                callback = self._on_primary if index == 0 else self._latest_setter(index - 1, entry.entry.name,
+                                                                                    entry.reader)
+                self._subscriptions.append(self.node.create_subscription(
+                    entry.msg_cls, self._topic(entry.topic), callback, input_qos, event_callbacks=lost))
+            self._publishers = [self.node.create_publisher(o.msg_cls, self._topic(o.topic), output_qos)
+                                for o in wiring.outputs]
+            self._emitters = [self._emitter(wiring, index, publisher)
+                              for index, publisher in enumerate(self._publishers)]
+            self._wiring = wiring
+
+    def unwire(self) -> None:
+        with self._lock:
+            self._wiring = None
+            for subscription in self._subscriptions:
+                self.node.destroy_subscription(subscription)
+            for publisher in self._publishers:
+                self.node.destroy_publisher(publisher)
+            self._subscriptions, self._publishers = [], []
+            self._reset_hot_state(None)
+
+    def shutdown(self) -> None:
+        """Stop the thread and destroy the node; safe to call twice."""
+        if self._thread.is_alive():
+            self._executor.shutdown(timeout_sec=2.0)
+            self._thread.join(5.0)
+        if self._executor is not None:
+            self.unwire()
+            self.close_prediction()
+            self.node.destroy_node()
+            self._executor = None  # type: ignore[assignment]
+
+    def _topic(self, topic: str) -> str:
+        # A private topic (~/x) stays the lifecycle node's, as before the data path had its own node.
+        return self._owner_name + topic[1:] if topic.startswith("~") else topic
+
+    def _spin(self) -> None:
+        while True:
+            try:
+                self._executor.spin()
+                return
+            except ExternalShutdownException:
+                return
+            except Exception:  # noqa: BLE001 - one bad message must not end the data path
+                log.exception("prediction path: a callback failed; serving goes on")
+
+    def _reset_hot_state(self, wiring: Wiring | None) -> None:
+        others = len(wiring.inputs) - 1 if wiring is not None else 0
+        self._latest: list[np.ndarray | None] = [None] * others
+        self._missing = others  # other inputs not seen yet
+        self._feeds: dict[str, np.ndarray] = {}
+        self._emitters = []
+        self._prediction = Prediction()
+        self._prediction_model: ModelSession | None = None
+        self._stamp_header = Header()
+
+    def _emitter(self, wiring: Wiring, index: int, publisher: Any) -> Callable[[list[np.ndarray], Header], None]:
+        """One output's publish step, with its writer, graph output index and message chosen now."""
+        output = wiring.outputs[index]
+        writer = output.writer
+        msg = output.msg_cls()
+        if isinstance(writer, DetectionWriter):
+            detection = writer
+
+            def emit_detection(outputs: list[np.ndarray], header: Header) -> None:
+                publisher.publish(detection.write(outputs[0][0], outputs[1][0], header))
+            return emit_detection
+        field_writer = writer
+        position = wiring.features.graph_output_names().index(output.entry.name)
+
+        def emit(outputs: list[np.ndarray], header: Header) -> None:
+            publisher.publish(field_writer.write_into(msg, outputs[position][0], header))
+        return emit
+
+    # --- the prediction path (the data thread only) ------------------------------------------------------
+    def _on_message_lost(self, info: Any) -> None:
+        self._stats.dropped(diagnostics.DROP_LOST, int(info.total_count_change))
+
+    def _latest_setter(self, slot: int, name: str, reader: Any) -> Callable[[Any], None]:
+        def on_message(msg: Any) -> None:
+            try:
+                value = reader.read(msg)[None]
+            except BadInputError as exc:
+                self._stats.dropped(diagnostics.DROP_BAD_INPUT)
+                self._on_bad_input(exc.code, str(exc))
+                return
+            with self._lock:
+                latest = self._latest
+                if slot < len(latest):
+                    if latest[slot] is None:
+                        self._missing -= 1
+                    latest[slot] = value
+                    self._feeds[name] = value
+        return on_message
+
+    def _on_primary(self, msg: Any) -> None:
+        received = time.perf_counter()
+        # Uncontended but for a rewiring: then it keeps the endpoints alive until this message is out.
+        with self._lock:
+            self._predict(msg, received)
+
+    def _predict(self, msg: Any, received: float) -> None:
+        model, wiring = self._slot.current, self._wiring
+        if model is None or wiring is None:
+            self._stats.input_dropped(diagnostics.DROP_NO_MODEL)
+            return
+        primary = wiring.inputs[0]
+        try:
+            value = primary.reader.read(msg)[None]
+        except BadInputError as exc:
+            self._stats.input_dropped(diagnostics.DROP_BAD_INPUT)
+            self._on_bad_input(exc.code, str(exc))
+            return
+        if self._missing:
+            self._stats.input_dropped(diagnostics.DROP_WAITING)
+            return
+        feeds = self._feeds
+        feeds[primary.entry.name] = value
+        try:
+            outputs = model.run(feeds)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            self._stats.input_dropped(diagnostics.DROP_INFERENCE)
+            self._on_inference_failed(model, exc)
+            return
+        if primary.has_header:
+            header = msg.header
+        else:
+            header = self._stamp_header
+            header.stamp = self._clock.now().to_msg()
+        for emit in self._emitters:
+            emit(outputs, header)
+        prediction = self._prediction
+        if model is not self._prediction_model:
+            prediction.model_id, prediction.model_version = model.identity.model_id, model.identity.version
+            self._prediction_model = model
+        prediction.header = header
+        data = array.array("f")
+        for output in outputs:
+            data.frombytes(output.astype(np.float32, copy=False).tobytes())
+        prediction.data = data
+        latency = time.perf_counter() - received
+        prediction.latency.sec = int(latency)
+        prediction.latency.nanosec = int((latency % 1.0) * 1e9)
+        publisher = self._prediction_publisher
+        if publisher is not None:
+            publisher.publish(prediction)
+        self._stats.prediction_published(latency)
