@@ -123,7 +123,7 @@ def test_offline_boot_from_the_cache_and_a_tampered_entry(processes, ros, tmp_pa
     own.key = own.cli("keys", "create", "--workspace", "test")
     model = train_model(own, "navigation")
     cache = tmp_path / "cache"
-    params = api_params(own, cache, f"model_id:={model.model_id}", "input_qos:=reliable", "http_timeout_s:=2.0")
+    params = api_params(own, cache, f"model_id:={model.model_id}", "input_qos:=reliable", "request_timeout_s:=2.0")
     env = {"KAIRO_API_KEY": own.key}
     online = start_inference(processes, ros, *params, env=env)
     online.wait_for_output(f"serving {model.model_id} {model.version}", 20)

@@ -91,7 +91,7 @@ class InferenceNode(LifecycleNode):
             self._client = None
             if params.uses_api:
                 self._client = KairoApiClient(params.api_url, load_api_key(params.api_key_file or None),
-                                              timeout_s=params.http_timeout_s)
+                                              timeout_s=params.request_timeout_s)
         except KairoError as exc:
             self._report(exc.code, f"configuration refused: {exc}")
             return TransitionCallbackReturn.FAILURE

@@ -57,7 +57,7 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "poll_period_s": (30.0, _descriptor(
         ParameterType.PARAMETER_DOUBLE, "Seconds between checks for a newly promoted version; 0: only on "
                                         "promotion events.", float_range=(0.0, 86400.0))),
-    "http_timeout_s": (10.0, _descriptor(
+    "request_timeout_s": (10.0, _descriptor(
         ParameterType.PARAMETER_DOUBLE, "Deadline of each API call, retries included.",
         float_range=(0.1, 600.0))),
     "providers": (Parameter.Type.STRING_ARRAY, _descriptor(
@@ -90,7 +90,7 @@ class InferenceParams:
     api_key_file: str = ""
     cache_dir: pathlib.Path = pathlib.Path(DEFAULT_CACHE_DIR).expanduser()
     poll_period_s: float = 30.0
-    http_timeout_s: float = 10.0
+    request_timeout_s: float = 10.0
     providers: tuple[str, ...] = ()
     intra_op_threads: int = 1
     autostart: bool = True
@@ -156,7 +156,7 @@ def read_parameters(node: Node) -> InferenceParams:
         api_key_file=str(_value(node, "api_key_file")).strip(),
         cache_dir=pathlib.Path(str(_value(node, "cache_dir"))).expanduser(),
         poll_period_s=_seconds(node, "poll_period_s"),
-        http_timeout_s=_seconds(node, "http_timeout_s"),
+        request_timeout_s=_seconds(node, "request_timeout_s"),
         providers=tuple(p.strip() for p in (_value(node, "providers") or []) if p.strip()),
         intra_op_threads=int(_value(node, "intra_op_threads")),
         autostart=bool(_value(node, "autostart")),
