@@ -25,22 +25,18 @@ def test_kill_9_during_training(tmp_path) -> None:  # type: ignore[no-untyped-de
                                                     "task": "navigation",
                                                     "config": {"epochs": 1000,
                                                                "batch_size": 4}}).json()
-            run = wait_run(c, long["model_id"], long["run_id"], timeout=60,
-                           until=("running", "failed", "complete"))
-            assert run["status"] == "running"
-            deadline = time.monotonic() + 60
-            while run["progress"]["epoch"] < 1 and time.monotonic() < deadline:
-                time.sleep(0.2)
-                run = c.get(f"/v1/models/{long['model_id']}/runs/{long['run_id']}").json()
+            wait_training(c, long)
             before = c.get(f"/v1/models/{done['model_id']}").json()
-        assert srv.proc is not None
-        srv.proc.send_signal(signal.SIGKILL)  # the server alone, as a crash would
-        srv.proc.wait(timeout=10)
-        srv.proc = None
-        srv = Server(tmp_path).start()
+        srv = crash_and_restart(srv, tmp_path)
         with srv.client(key) as c:
+            # The first interruption re-queues the run; it trains again from the start.
+            run = wait_training(c, long)
+            assert any(" re-queued: the backend stopped" in line for line in run["logs"])
+        srv = crash_and_restart(srv, tmp_path)
+        with srv.client(key) as c:
+            # The second one fails it, with the reason.
             run = c.get(f"/v1/models/{long['model_id']}/runs/{long['run_id']}").json()
-            assert run["status"] == "failed" and "interrupted" in run["error"]
+            assert run["status"] == "failed" and "interrupted" in run["error"], run
             after = c.get(f"/v1/models/{done['model_id']}").json()
             assert after["active_version"] == "v1"
             assert after["versions"][0] == before["versions"][0]
@@ -54,6 +50,28 @@ def test_kill_9_during_training(tmp_path) -> None:  # type: ignore[no-untyped-de
             assert wait_run(c, again["model_id"], again["run_id"])["status"] == "complete"
     finally:
         srv.stop()
+
+
+def wait_training(c, accepted) -> dict:  # type: ignore[no-untyped-def]
+    """Wait until the run is running and has finished an epoch; return it."""
+    run = wait_run(c, accepted["model_id"], accepted["run_id"], timeout=60,
+                   until=("running", "failed", "complete"))
+    assert run["status"] == "running", run
+    deadline = time.monotonic() + 60
+    while (run["progress"] or {}).get("epoch", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run = c.get(f"/v1/models/{accepted['model_id']}/runs/{accepted['run_id']}").json()
+    assert run["status"] == "running" and run["progress"]["epoch"] >= 1, run
+    return run
+
+
+def crash_and_restart(srv: Server, data_dir: Path) -> Server:
+    """kill -9 the server alone, as a crash would, and start it again on the same data."""
+    assert srv.proc is not None
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait(timeout=10)
+    srv.proc = None
+    return Server(data_dir).start()
 
 
 def _worker_pid(run_id: str) -> int | None:

@@ -5,9 +5,12 @@ than `workers` processes are busy, starts `kairo_backend.training.worker`
 for each, and reaps them. A crash or a kill of a worker fails (or cancels)
 that run only; the server keeps serving.
 
-Crash recovery (on start): a run left `running` by a server that died ends
-`failed` with the reason "interrupted"; it is not re-queued, so nothing
-trains twice behind the operator's back. Queued runs stay queued.
+A run the server stops under (a crash, or a stop while it trains) goes back
+to the queue at its old place and trains again from the start when the
+server runs again, so that a short outage costs time, not the run. A run
+interrupted a second time ends `failed` with the reason "interrupted", so a
+run that brings the server down cannot do so forever. Its log tells both.
+Queued runs stay queued.
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from kairo_backend.core.config import Settings
 from kairo_backend.store import Store
 
 log = logging.getLogger("kairo_backend.jobs")
 
-INTERRUPTED = ("interrupted: the backend stopped while this run was training; "
+INTERRUPTED = ("interrupted: the backend stopped twice while this run was training; "
                "submit the train request again")
+# Re-queues of one run after the server stopped under it.
+MAX_REQUEUES = 1
 
 
 @dataclass
@@ -72,8 +77,9 @@ class Dispatcher:
         for job in jobs:
             job.proc.kill()
             job.proc.wait(timeout=10)
-            self.store.finish_run(job.run_id, "failed", error=INTERRUPTED,
-                                  only_from=("running",))
+            run = self.store.get_run(job.run_id)
+            if run is not None:
+                self._interrupted(run)
             job.log_file.close()
         if self._calibration is not None and self._calibration.poll() is None:
             self._calibration.kill()
@@ -85,10 +91,18 @@ class Dispatcher:
             if pid and _is_our_worker(pid, run["id"]):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-            self.store.finish_run(run["id"], "failed", error=INTERRUPTED,
-                                  only_from=("running",))
-            _remove_tmp(self.settings.artifacts_dir / run["model_id"], run["version"])
-            log.warning("run %s was interrupted by a restart; marked failed", run["id"])
+            self._interrupted(run)
+
+    def _interrupted(self, run: dict[str, Any]) -> None:
+        """The server stopped under a running run: re-queue it, or fail it the second time."""
+        _remove_tmp(self.settings.artifacts_dir / run["model_id"], run["version"])
+        if run.get("interruptions", 0) < MAX_REQUEUES:
+            self.store.requeue_run(run["id"], "re-queued: the backend stopped while this run was "
+                                              "training; it trains again from the start")
+            log.warning("run %s was interrupted by a stop; re-queued", run["id"])
+        else:
+            self.store.finish_run(run["id"], "failed", error=INTERRUPTED, only_from=("running",))
+            log.warning("run %s was interrupted again; marked failed", run["id"])
 
     def wake(self) -> None:
         self._wake.set()

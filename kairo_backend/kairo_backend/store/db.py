@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
     started_at REAL, completed_at REAL, duration_s REAL, metrics TEXT,
     artifact_size_mb REAL, sha256 TEXT, error TEXT, progress TEXT,
-    estimated_duration_s REAL, samples INTEGER NOT NULL DEFAULT 0, pid INTEGER);
+    estimated_duration_s REAL, samples INTEGER NOT NULL DEFAULT 0, pid INTEGER,
+    interruptions INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id, seq);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, seq);
 CREATE TABLE IF NOT EXISTS run_logs (
@@ -82,6 +83,9 @@ class Store:
         conn = self.conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+        if "interruptions" not in columns:  # data dirs made before runs were re-queued
+            conn.execute("ALTER TABLE runs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -369,6 +373,17 @@ class Store:
                           (run_id, t, line or (f"{status}: {error}" if error else status)))
                 c.execute("UPDATE models SET updated_at=? WHERE id=(SELECT model_id FROM runs"
                           " WHERE id=?)", (t, run_id))
+            return cur.rowcount > 0
+
+    def requeue_run(self, run_id: str, line: str) -> bool:
+        """Put a run that was `running` back in the queue, at its original place (its seq)."""
+        with self.tx() as c:
+            cur = c.execute("UPDATE runs SET status='queued', started_at=NULL, pid=NULL,"
+                            " progress=NULL, interruptions=interruptions+1"
+                            " WHERE id=? AND status='running'", (run_id,))
+            if cur.rowcount:
+                c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
+                          (run_id, now(), line))
             return cur.rowcount > 0
 
     def running_runs(self) -> list[dict[str, Any]]:
