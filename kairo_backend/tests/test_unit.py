@@ -43,6 +43,20 @@ def test_arm_step_moves_toward_target() -> None:
     assert np.abs(arm_step(q, target) - q).max() <= 0.2 + 1e-9
 
 
+def test_arm_step_in_a_closed_loop_tracks_a_moving_target_within_the_joint_ranges() -> None:
+    q = np.array([[0.3, 0.6, 0.3]])
+    errors, joints = [], []
+    for tick in range(1000):  # 20 s at 50 Hz, a target circling at 0.12 m/s
+        phase = 2 * np.pi * tick / 400
+        target = np.array([[0.45 + 0.15 * np.cos(phase), 0.25 + 0.15 * np.sin(phase)]])
+        q = arm_step(q, target)
+        errors.append(float(np.linalg.norm(arm_fk(q) - target)))
+        joints.append(q[0].copy())
+    assert max(errors[100:]) < 0.03
+    peak = np.abs(np.array(joints)).max(axis=0)
+    assert peak[0] < np.pi / 2 and peak[1:].max() < 2.0  # inside the dataset's joint ranges
+
+
 def test_nav_rule_slows_near_obstacles_and_turns_to_open_side() -> None:
     open_scan = np.full((1, 64), 6.0)
     wall = open_scan.copy()

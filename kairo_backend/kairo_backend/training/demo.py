@@ -3,8 +3,10 @@
 manipulation: a planar 3-link arm (links 0.4, 0.3, 0.2 m). Input: joint
   positions q (rad) and a reachable target point (x, y) (m). Output: the next
   joint position command q + dq, dq a damped-least-squares (resolved-rate IK)
-  step toward the target (damping 0.1), gain 0.2, scaled so that no joint
-  moves more than 0.2 rad. Tolerance 0.05 rad.
+  step toward the target (damping 0.1), gain 0.2, plus 0.1 of the way to the
+  rest pose (0, 1, 1) rad within the null space (so a closed loop keeps the
+  redundant joint in range), scaled so that no joint moves more than 0.2 rad.
+  Tolerance 0.05 rad.
 navigation: a robot in a random rectangular room (2-8 m a side) with up to 3
   round obstacles; input a 64-beam 360 degree laser scan (beam i at angle
   -pi + i*2pi/64, ranges clipped to 0.05..6 m). Output the safe velocity:
@@ -28,6 +30,7 @@ from kairo_backend.errors import ValidationFailed
 from kairo_backend.training.features import IMAGE_SHAPE, NAV_BEAMS, TASKS, default_features
 
 LINKS = np.array([0.4, 0.3, 0.2])
+REST_POSE = np.array([0.0, 1.0, 1.0])
 DEFAULT_SAMPLES = {"manipulation": 8000, "navigation": 4000, "object_detection": 2000}
 
 
@@ -38,17 +41,22 @@ def arm_fk(q: np.ndarray) -> np.ndarray:
 
 
 def arm_step(q: np.ndarray, target: np.ndarray, gain: float = 0.2, max_step: float = 0.2,
-             damping: float = 0.1) -> np.ndarray:
-    """Next joint command: one damped least-squares IK step toward the target."""
+             damping: float = 0.1, null_gain: float = 0.1) -> np.ndarray:
+    """Next joint command: one damped least-squares IK step toward the target,
+    plus a step toward REST_POSE in the arm's null space (it does not move the
+    hand), which keeps the redundant third joint from wandering off."""
     a = np.cumsum(q, axis=1)
     s, c = LINKS * np.sin(a), LINKS * np.cos(a)
     # d(x,y)/dq_j = sum over links k >= j
     jx = -np.flip(np.cumsum(np.flip(s, 1), 1), 1)
     jy = np.flip(np.cumsum(np.flip(c, 1), 1), 1)
     jac = np.stack([jx, jy], axis=1)  # [N, 2, 3]
+    jac_t = jac.transpose(0, 2, 1)
+    pinv = jac_t @ np.linalg.inv(jac @ jac_t + damping**2 * np.eye(2))  # [N, 3, 2]
     err = target - arm_fk(q)
-    jjt = jac @ jac.transpose(0, 2, 1) + damping**2 * np.eye(2)
-    dq = (jac.transpose(0, 2, 1) @ np.linalg.solve(jjt, err[..., None]))[..., 0] * gain
+    null_space = np.eye(3) - pinv @ jac
+    dq = (gain * (pinv @ err[..., None])[..., 0]
+          + null_gain * (null_space @ (REST_POSE - q)[..., None])[..., 0])
     scale = np.minimum(1.0, max_step / np.maximum(np.abs(dq).max(1, keepdims=True), 1e-9))
     return q + dq * scale
 

@@ -34,12 +34,15 @@ def save_training_curves(runs: Sequence[tuple[str, Sequence[str]]], path: pathli
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for label, logs in runs:
+    # Earlier runs drawn wider and on top: runs on one dataset share their first epochs.
+    for order, (label, logs) in enumerate(runs):
         epochs, loss, val_loss = epoch_curve(logs)
         if not epochs:
             raise ValueError(f"run {label} has no epoch lines in its logs")
-        (line,) = ax.plot(epochs, loss, label=f"{label} loss")
-        ax.plot(epochs, val_loss, linestyle="--", color=line.get_color(), label=f"{label} val_loss")
+        width, z = 1.5 + 2.0 * (len(runs) - 1 - order), len(runs) - order
+        (line,) = ax.plot(epochs, loss, linewidth=width, alpha=0.8, zorder=z, label=f"{label} loss")
+        ax.plot(epochs, val_loss, linestyle="--", linewidth=width, alpha=0.8, zorder=z,
+                color=line.get_color(), label=f"{label} val_loss")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")

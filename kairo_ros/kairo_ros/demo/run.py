@@ -309,8 +309,8 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
 
 def parse_args(argv: list[str] | None = None) -> DemoConfig:
     parser = argparse.ArgumentParser(prog="kairo_demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=4000, help="samples in the demo dataset")
-    parser.add_argument("--epochs", type=int, nargs=2, default=(6, 20), metavar=("V1", "V2"),
+    parser.add_argument("--samples", type=int, default=8000, help="samples in the demo dataset")
+    parser.add_argument("--epochs", type=int, nargs=2, default=(10, 60), metavar=("V1", "V2"),
                         help="epochs of the first and second training run")
     parser.add_argument("--serve-seconds", type=float, default=5.0, help="seconds each version drives the arm")
     parser.add_argument("--output-dir", type=pathlib.Path,
