@@ -22,6 +22,8 @@ from onnx_models import features, linear_model
 from sensor_msgs.msg import JointState, LaserScan
 from std_msgs.msg import Float64MultiArray
 
+from kairo_ros.graph import wait_until
+
 
 def test_file_model_answers_like_onnxruntime(processes, ros, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
     path = linear_model(features("manipulation"), tmp_path / "arm.onnx", model_id="mdl_file", version="v7")
@@ -87,4 +89,40 @@ def test_bad_files_and_bad_messages_never_stop_it(processes, ros, tmp_path: path
     scans.publish(LaserScan(ranges=ranges))
     answers.wait_for(lambda m: answers.messages.index(m) >= count, 20, "a prediction after the refusal")
     assert {m.model_version for m in answers.snapshot()} == {"v1"}, "the refused model must not serve"
+    assert node.alive
+
+
+def test_lifecycle_transitions_remove_and_restore_the_data_path(processes, ros, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    path = linear_model(features("navigation"), tmp_path / "nav.onnx", model_id="mdl_nav", version="v1")
+    node = start_inference(processes, ros, f"model_path:={path}", "input_qos:=reliable")
+    answers = predictions(ros)
+    scans = ros.node.create_publisher(LaserScan, "/scan", RELIABLE)
+    wait_matched(scans)
+    ranges = [float(v) for v in np.linspace(0.5, 5.0, 64)]
+    publish_until(lambda: scans.publish(LaserScan(ranges=ranges)), lambda: bool(answers.snapshot()), 20,
+                  "a prediction")
+    # The data path's own node carries no parameter services: they stay on the lifecycle node.
+    services = {name for name, _ in ros.node.get_service_names_and_types()}
+    assert "/kairo/kairo_inference/set_parameters" in services
+    assert not any(name.startswith("/kairo/kairo_inference_data/") for name in services)
+    change = ros.node.create_client(ChangeState, "/kairo/kairo_inference/change_state")
+    ros.wait_for_service(change, 10)
+
+    def transition(label: str) -> None:
+        assert ros.call(change, ChangeState.Request(transition=Transition(label=label)), 10).success, label
+
+    transition("deactivate")
+    wait_until(lambda: scans.get_subscription_count() == 0, 10, "the input subscription gone")
+    transition("cleanup")
+    wait_until(lambda: ros.node.count_publishers("/kairo/kairo_inference/prediction") == 0, 10,
+               "~/prediction gone")
+    transition("configure")
+    transition("activate")
+    wait_matched(scans)
+    count = len(answers.snapshot())
+    publish_until(lambda: scans.publish(LaserScan(ranges=ranges)), lambda: len(answers.snapshot()) > count, 20,
+                  "a prediction after activate again")
     assert node.alive

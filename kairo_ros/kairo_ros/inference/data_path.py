@@ -4,7 +4,7 @@ rclpy executors rebuild their wait set over every entity of every node they
 serve on each spin, and a lifecycle node carries many (lifecycle and
 parameter services, the diagnostics timer, the events subscription).
 So the topics a model reads and writes live on a plain node of their own,
-`<name>_data` (no parameter services, no rosout), served by a
+`<name>_data` (no parameter or type description services, no rosout), served by a
 SingleThreadedExecutor on one thread: its wait set holds only the input
 subscriptions, and every message is handled on that one thread, without a
 hand-off. The lifecycle node keeps everything else on the main executor.
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Header
 
@@ -65,7 +66,8 @@ class DataPath:
         # from the lifecycle node's even when `__node:=` renames that one.
         self.node = Node(f"{owner.get_name()}_data", namespace=owner.get_namespace(), context=owner.context,
                          cli_args=["--ros-args", "-r", f"__node:={owner.get_name()}_data"],
-                         start_parameter_services=False, enable_rosout=False)
+                         start_parameter_services=False, enable_rosout=False,
+                         parameter_overrides=[Parameter("start_type_description_service", value=False)])
         self._executor = SingleThreadedExecutor(context=owner.context)
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, name="kairo-inference-data", daemon=True)
