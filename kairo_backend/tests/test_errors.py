@@ -131,8 +131,8 @@ def test_upload_roundtrip_and_isolation(api: httpx.Client, server: Server,
 
 def test_export_rejections(api: httpx.Client, trained: dict[str, Any]) -> None:
     mid = trained["object_detection"]["model_id"]
-    err(api.post(f"/v1/models/{mid}/export", json={"format": "ros2-pkg", "version": "v1"}),
-        422, "validation_error", "not supported yet")
+    err(api.post(f"/v1/models/{mid}/export", json={"format": "ros2-pkg", "version": "v99"}),
+        404, "not_found")
     err(api.post(f"/v1/models/{mid}/export", json={"format": "zip"}), 422, "validation_error")
     err(api.post(f"/v1/models/{mid}/export", json={"format": "onnx", "version": "v99"}), 404,
         "not_found")

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,24 +13,26 @@ from fastapi.responses import FileResponse
 from kairo_backend.core import security
 from kairo_backend.core.util import iso
 from kairo_backend.deps import Ctx, Workspace, model_or_404
-from kairo_backend.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from kairo_backend.errors import Conflict, Forbidden, KairoError, NotFound, ValidationFailed
+from kairo_backend.exporters import ros2_pkg
+from kairo_backend.exporters.archive import write_atomically
 from kairo_backend.schemas.common import ERROR_RESPONSES
 from kairo_backend.schemas.models import ExportPublic, ExportRequest
 
 router = APIRouter(tags=["exports"], responses=ERROR_RESPONSES)
 
-FILENAME = re.compile(r"^(mdl_[a-z0-9]+)_(v[0-9]+)\.onnx$")
+EXTENSIONS = {"onnx": ".onnx", "ros2-pkg": ".tar.gz"}
+ARTIFACTS = {".onnx": "model.onnx", ".tar.gz": "ros2_pkg.tar.gz"}  # download extension -> file
+PACKAGE_ARCHIVE = ARTIFACTS[".tar.gz"]
+FILENAME = re.compile(r"^(mdl_[a-z0-9]+)_(v[0-9]+)(\.onnx|\.tar\.gz)$")
 
 
 @router.post("/v1/models/{model_id}/export", response_model=ExportPublic)
 def export(model_id: str, body: ExportRequest, request: Request, ctx: Ctx,
            ws: Workspace) -> dict[str, Any]:
-    """Export a version as an ONNX file behind a signed link valid for 24 hours."""
+    """Export a version (ONNX file or ROS 2 package) behind a signed link valid for 24 hours."""
     model = model_or_404(ctx, ws, model_id)
-    if body.format == "ros2-pkg":
-        raise ValidationFailed("format: ros2-pkg is not supported yet by this backend; "
-                               "use onnx")
-    if body.format != "onnx":
+    if body.format not in EXTENSIONS:
         raise ValidationFailed(f"format: unknown {body.format!r}; expected onnx or ros2-pkg")
     version = (body.version or "").strip() or model["active_version"]
     if not version:
@@ -38,17 +43,43 @@ def export(model_id: str, body: ExportRequest, request: Request, ctx: Ctx,
         raise NotFound(f"version {version!r} not found for model {model_id}")
     if run["status"] != "complete":
         raise Conflict(f"version {version} is {run['status']}, not complete; nothing to export")
-    path = ctx.settings.artifacts_dir / model_id / version / "model.onnx"
-    if not path.is_file():
+    version_dir = ctx.settings.artifacts_dir / model_id / version
+    onnx_path = version_dir / "model.onnx"
+    if not onnx_path.is_file():
         raise NotFound(f"the artifact of {model_id} {version} is missing")
-    filename = f"{model_id}_{version}.onnx"
+    if body.format == "onnx":
+        path, sha256 = onnx_path, run["sha256"]
+    else:
+        path = version_dir / PACKAGE_ARCHIVE
+        sha256 = _build_package(model, run, version, onnx_path, path)
+    filename = f"{model_id}_{version}{EXTENSIONS[body.format]}"
     expires = int(time.time()) + ctx.settings.download_ttl_s
     sig = security.sign(ctx.secret, filename, expires)
     base = (ctx.settings.public_url or str(request.base_url)).rstrip("/")
     return {"download_url": f"{base}/downloads/{filename}?expires={expires}&sig={sig}",
-            "expires_at": iso(expires), "format": "onnx",
-            "size_mb": round(path.stat().st_size / 1e6, 3), "sha256": run["sha256"],
+            "expires_at": iso(expires), "format": body.format,
+            "size_mb": round(path.stat().st_size / 1e6, 3), "sha256": sha256,
             "version": version}
+
+
+def _build_package(model: dict[str, Any], run: dict[str, Any], version: str, onnx_path: Path,
+                   dest: Path) -> str:
+    """Write the version's ROS 2 package archive to `dest` (atomically); its sha256.
+
+    Rebuilt on every export: the archive is deterministic, so a link handed
+    out earlier still downloads the bytes its sha256 names.
+    """
+    onnx = onnx_path.read_bytes()
+    if hashlib.sha256(onnx).hexdigest() != run["sha256"]:
+        raise KairoError(f"the artifact of {model['id']} {version} does not match its recorded "
+                         "sha256; train the version again")
+    features_path = onnx_path.parent / "features.json"
+    features = json.loads(features_path.read_text()) if features_path.is_file() else None
+    data = ros2_pkg.build(ros2_pkg.PackageSpec(
+        model_id=model["id"], version=version, name=model["name"], task=model["task"],
+        robot_id=model["robot_id"], onnx=onnx, onnx_sha256=run["sha256"], features=features))
+    write_atomically(data, dest)
+    return hashlib.sha256(data).hexdigest()
 
 
 @router.get("/downloads/{filename}", response_class=FileResponse,
@@ -61,8 +92,8 @@ def download(filename: str, ctx: Ctx, expires: str = "", sig: str = "") -> FileR
     m = FILENAME.match(filename)
     if m is None:
         raise NotFound(f"no such download {filename}")
-    model_id, version = m.groups()
-    path = ctx.settings.artifacts_dir / model_id / version / "model.onnx"
+    model_id, version, extension = m.groups()
+    path = ctx.settings.artifacts_dir / model_id / version / ARTIFACTS[extension]
     if ctx.store.model_by_id(model_id) is None or not path.is_file():
         raise NotFound(f"{filename} no longer exists")
     return FileResponse(path, media_type="application/octet-stream", filename=filename)

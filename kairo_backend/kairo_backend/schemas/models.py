@@ -50,7 +50,8 @@ class PromoteRequest(BaseModel):
 
 
 class ExportRequest(BaseModel):
-    format: str = Field(..., description="onnx (ros2-pkg: not supported yet).")
+    format: str = Field(..., description="onnx (the model file) or ros2-pkg (a .tar.gz holding "
+                                         "one ROS 2 package).")
     version: str | None = Field(None, description="vN; empty or absent: the active version.")
 
 

@@ -1,0 +1,1 @@
+"""Export formats built from a trained version's artifacts (no torch here)."""
