@@ -17,6 +17,7 @@ from rclpy.parameter import Parameter
 
 from kairo_ros.api import TASKS
 from kairo_ros.inference.errors import ConfigError
+from kairo_ros.inference.package_uri import resolve_model_path
 from kairo_ros.inference.wiring import INPUT_QOS_CHOICES, parse_topic_remaps
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
@@ -43,7 +44,8 @@ def _descriptor(kind: int, description: str, *, read_only: bool = False,
 # name -> (default, descriptor). A default of a Parameter.Type declares a list that may stay unset.
 PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "model_path": ("", _descriptor(
-        _STRING, "Local ONNX file to serve (no backend needed); wins over model_id and robot_id+task. "
+        _STRING, "Local ONNX file to serve (no backend needed), or package://<package>/<path> in an installed "
+                 "package's share directory; wins over model_id and robot_id+task. "
                  "Setting it while the node serves a file hot-swaps to the new file.")),
     "model_id": ("", _descriptor(
         _STRING, "Serve the active version of this model (mdl_...); wins over robot_id+task.")),
@@ -148,7 +150,7 @@ def read_parameters(node: Node) -> InferenceParams:
     """The node's parameters as one checked value; ConfigError names a bad one."""
     remaps = parse_topic_remaps(_value(node, "topic_remaps") or [])
     return InferenceParams(
-        model_path=str(_value(node, "model_path")).strip(),
+        model_path=resolve_model_path(str(_value(node, "model_path")).strip()),
         model_id=str(_value(node, "model_id")).strip(),
         robot_id=str(_value(node, "robot_id")).strip(),
         task=str(_value(node, "task")).strip(),
