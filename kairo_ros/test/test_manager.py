@@ -215,7 +215,7 @@ def test_export_writes_the_verified_file_atomically(  # type: ignore[no-untyped-
     for goal, expected in [
         (ExportModel.Goal(model_id=model_id, format="tflite"), "onnx"),
         (ExportModel.Goal(model_id=model_id, format="onnx", version="v99"), "v99"),
-        (ExportModel.Goal(model_id=model_id, format="ros2-pkg"), "not supported"),
+        (ExportModel.Goal(model_id=model_id, format="ros2-pkg", version="v99"), "v99"),
         (ExportModel.Goal(model_id=model_id, output_dir="relative/dir"), "absolute"),
         (ExportModel.Goal(model_id=""), "model_id is empty"),
         (ExportModel.Goal(model_id="mdl_nosuchmodel"), "not_found"),

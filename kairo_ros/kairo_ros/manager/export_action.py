@@ -1,15 +1,19 @@
 """Action `export` (ExportModel): request an export, download it verified and atomically.
 
 Stages in feedback: requesting, downloading (bytes received / total),
-verifying, done. The file appears at its final path only whole and with the
-sha256 the backend stated (temporary file, check, rename); on any failure
-or cancel nothing is left behind.
+verifying, writing (ros2-pkg: unpacking), done. The file appears at its
+final path only whole and with the sha256 the backend stated (temporary
+file, check, rename); a ros2-pkg archive is verified the same way, then
+unpacked safely (`package_archive`) and the package directory appears whole.
+On any failure or cancel nothing is left behind.
 """
 
 from __future__ import annotations
 
 import pathlib
 import re
+import shutil
+import tempfile
 import threading
 import time
 
@@ -19,8 +23,9 @@ from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 
 from kairo_interfaces.action import ExportModel
-from kairo_ros.api import EXPORT_FORMATS, ExportLink, KairoApiClient, KairoError
+from kairo_ros.api import EXPORT_FORMATS, DownloadResult, ExportLink, KairoApiClient, KairoError, display_url
 from kairo_ros.manager.backend import BackendLink
+from kairo_ros.manager.package_archive import extract_package
 from kairo_ros.manager.params import ManagerParams
 
 _FEEDBACK_PERIOD_S = 0.1  # download progress is throttled to about 10 messages a second
@@ -78,10 +83,13 @@ class ExportAction:
             if not expected:
                 raise KairoError(f"the backend stated no sha256 for {model_id} {link.version or version}; "
                                  f"refusing an unverified download")
-            name = _SAFE_NAME.sub("_", f"{model_id}_{link.version or version or 'active'}.onnx")
-            path = output_dir / name
+            name = _SAFE_NAME.sub("_", f"{model_id}_{link.version or version or 'active'}")
             progress = _Progress(handle)
-            result = self._backend.call(lambda api: api.download(link.download_url, path, expected, progress))
+            if fmt == "ros2-pkg":
+                result = self._fetch_package(handle, link, output_dir, name, expected, progress)
+            else:
+                path = output_dir / f"{name}.onnx"
+                result = self._backend.call(lambda api: api.download(link.download_url, path, expected, progress))
         except _Cancelled:
             self._log.info(f"export of {model_id} cancelled; nothing written")
             return self._end(handle, "canceled", ExportModel.Result(format=fmt, message="export cancelled; "
@@ -104,11 +112,28 @@ class ExportAction:
             return "model_id is empty; give the mdl_... ID of the model to export (list_models lists them)"
         if fmt not in EXPORT_FORMATS:
             return f"format {fmt!r} is unknown; use one of {', '.join(EXPORT_FORMATS)}"
-        if fmt == "ros2-pkg":
-            return "format ros2-pkg is not supported by kairo_manager yet; export onnx"
         if not output_dir.is_absolute():
             return f"output_dir {str(output_dir)!r} must be an absolute path (or start with ~)"
         return ""
+
+    def _fetch_package(self, handle: ServerGoalHandle, link: ExportLink, output_dir: pathlib.Path, name: str,
+                       expected: str, progress: _Progress) -> DownloadResult:
+        """Download the package archive verified into a private temporary dir, unpack it, drop the archive."""
+        output_dir.mkdir(parents=True, exist_ok=True)
+        scratch = pathlib.Path(tempfile.mkdtemp(dir=output_dir, prefix=".kairo-export-"))
+        try:
+            archive = scratch / f"{name}.tar.gz"
+            fetched = self._backend.call(lambda api: api.download(link.download_url, archive, expected, progress))
+            handle.publish_feedback(ExportModel.Feedback(stage="writing", bytes_received=fetched.size_bytes,
+                                                         bytes_total=fetched.size_bytes))
+            try:
+                package = extract_package(archive, output_dir)
+            except KairoError as exc:
+                raise KairoError(f"refused the package archive {display_url(link.download_url)}: {exc}; "
+                                 f"nothing was written to {output_dir}") from None
+            return DownloadResult(package, fetched.sha256, fetched.size_bytes)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     @staticmethod
     def _end(handle: ServerGoalHandle, how: str, result: ExportModel.Result) -> ExportModel.Result:
