@@ -15,10 +15,12 @@ so the wait set holds the subscription alone, as kairo_inference's data node.
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
+
+from kairo_ros.spin import spin_until_shutdown
 
 QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -34,14 +36,7 @@ def main() -> None:
     rclpy.init()
     node = EchoNode(lean="lean" in sys.argv[1:])
     executor = MultiThreadedExecutor() if "multi" in sys.argv[1:] else SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node, executor)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import rclpy
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
+
+from kairo_ros.spin import spin_until_shutdown
 
 JOINT_NAMES = ["shoulder", "elbow", "wrist"]
 
@@ -96,13 +98,4 @@ class SimArm(Node):
 
 def main() -> None:
     rclpy.init(args=sys.argv)
-    node = SimArm()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(SimArm(), SingleThreadedExecutor())

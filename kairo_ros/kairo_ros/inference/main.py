@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 
 from kairo_ros.inference.node import InferenceNode
+from kairo_ros.spin import spin_until_shutdown
 
 
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = InferenceNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node, MultiThreadedExecutor())
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 
 from kairo_ros.api import KairoError
 from kairo_ros.manager.node import MAX_RUNNING_GOALS, ManagerNode
+from kairo_ros.spin import spin_until_shutdown
 
 # Goals block a thread each while they run; the rest serve services and cancels.
 EXECUTOR_THREADS = MAX_RUNNING_GOALS + 8
@@ -22,17 +23,7 @@ def main(args: list[str] | None = None) -> None:
         print(f"kairo_manager: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node, MultiThreadedExecutor(num_threads=EXECUTOR_THREADS))
 
 
 if __name__ == "__main__":

@@ -12,11 +12,12 @@ import time
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from kairo_interfaces.action import TrainModel
 from kairo_interfaces.srv import PromoteModel
+from kairo_ros.spin import spin_until_shutdown
 
 
 class TransportCheckServer(Node):
@@ -57,16 +58,7 @@ class TransportCheckServer(Node):
 
 def main() -> None:
     rclpy.init(args=sys.argv)
-    node = TransportCheckServer()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(TransportCheckServer(), MultiThreadedExecutor())
 
 
 if __name__ == "__main__":
