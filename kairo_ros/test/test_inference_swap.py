@@ -24,7 +24,7 @@ from sensor_msgs.msg import JointState, LaserScan
 
 from conftest import Backend, start_backend, train_model
 from kairo_interfaces.msg import ModelEvent
-from kairo_ros.graph import wait_until
+from kairo_ros.graph import RosTimeout, wait_until
 
 STREAM_HZ = 200.0
 EVENTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -101,8 +101,15 @@ def test_hot_swap_under_a_200_hz_stream(processes, ros, backend, trained_model, 
         next_send += period
         time.sleep(max(0.0, next_send - time.monotonic()))
     stamps = list(range(1, index))
-    wait_until(lambda: {m.header.stamp.sec for m in answers.snapshot()} >= set(stamps), 20,
-               f"answers to all {sent} inputs")
+    try:
+        wait_until(lambda: {m.header.stamp.sec for m in answers.snapshot()} >= set(stamps), 20,
+                   f"answers to all {sent} inputs")
+    except RosTimeout:
+        seen = {m.header.stamp.sec for m in answers.snapshot()}
+        latest = diagnostic_values(diagnostics.snapshot()[-1])
+        raise AssertionError(f"{len(set(stamps) - seen)} of {sent} inputs unanswered; the node counted "
+                             f"{latest['inputs']} inputs, {latest['predictions']} predictions, "
+                             f"{latest['dropped']} dropped") from None
     streamed = sorted((m for m in answers.snapshot() if m.header.stamp.sec >= 1), key=lambda m: m.header.stamp.sec)
     assert [m.header.stamp.sec for m in streamed] == stamps, "every input answered exactly once"
     versions = [m.model_version for m in streamed]
