@@ -24,8 +24,11 @@ test: setup
 demo: setup
 	@bash -c 'source env.sh && kairo_demo'
 
+# Each prints its figures and a ratio against a baseline measured in the same run.
+BENCHMARKS := backend_epoch backend_list_models backend_train_latency inference_latency inference_swap
+
 bench: setup
-	@bash -c 'source env.sh && for b in bench/*.py; do echo "== $$b"; python "$$b" || exit 1; done'
+	@bash -c 'source env.sh && for b in $(BENCHMARKS); do echo "== bench/$$b.py"; python bench/$$b.py || exit 1; done'
 
 clean:
 	rm -rf build install log
