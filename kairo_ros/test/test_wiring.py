@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PointStamped, Twist
 from onnx_models import features
-from rclpy.qos import ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState, LaserScan
 from std_msgs.msg import Float64MultiArray, Header
 
@@ -162,5 +162,6 @@ def test_input_qos() -> None:
     sensor = input_qos("sensor_data")
     assert sensor.reliability == ReliabilityPolicy.BEST_EFFORT and sensor.depth == 1
     assert input_qos("reliable").reliability == ReliabilityPolicy.RELIABLE
+    assert input_qos("reliable").history == HistoryPolicy.KEEP_ALL  # nothing overwritten while unread
     with pytest.raises(ConfigError, match="input_qos: 'fast' must be one of sensor_data, reliable"):
         input_qos("fast")

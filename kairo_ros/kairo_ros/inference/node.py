@@ -46,7 +46,7 @@ NODE_NAME = "kairo_inference"
 DEFAULT_NAMESPACE = "kairo"
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # A reliable writer overwrites samples a reader has not acknowledged yet once its history is full:
-# 1000 keeps 5 s at 200 Hz for a monitor that falls behind (a busy 2-core machine lost some at 100).
+# 1000 keeps 5 s at 200 Hz for a monitor that falls behind.
 PREDICTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 EVENTS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)

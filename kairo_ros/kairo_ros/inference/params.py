@@ -73,7 +73,7 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         read_only=True)),
     "input_qos": ("sensor_data", _descriptor(
         _STRING, "QoS of the input subscriptions: sensor_data (best effort, depth 1: the newest reading "
-                 "wins) or reliable (nothing lost, depth 100).")),
+                 "wins) or reliable (nothing lost: every unread message is kept).")),
     "events_topic": (DEFAULT_EVENTS_TOPIC, _descriptor(
         _STRING, "kairo_interfaces/ModelEvent topic; a promotion of the served model triggers a hot swap.")),
     "topic_remaps": (Parameter.Type.STRING_ARRAY, _descriptor(
