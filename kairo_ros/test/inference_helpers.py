@@ -98,6 +98,15 @@ def target_point(xy: np.ndarray) -> PointStamped:
     return msg
 
 
+def arm_publishers(ros: SpinningNode) -> tuple[Any, Any]:
+    """Reliable publishers of the manipulation inputs (/joint_states, /target_point), matched to the node."""
+    joints = ros.node.create_publisher(JointState, "/joint_states", RELIABLE)
+    targets = ros.node.create_publisher(PointStamped, "/target_point", RELIABLE)
+    wait_matched(joints)
+    wait_matched(targets)
+    return joints, targets
+
+
 def predictions(ros: SpinningNode) -> Collector:
     return Collector(ros, Prediction, PREDICTION_TOPIC)
 

@@ -25,18 +25,15 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from geometry_msgs.msg import PointStamped
 from inference_helpers import (
     NODE,
-    RELIABLE,
+    arm_publishers,
     joint_state,
     predictions,
     publish_until,
     reference_session,
     target_point,
-    wait_matched,
 )
-from sensor_msgs.msg import JointState
 from test_launch_files import of_kind, run_with_stand_ins
 from test_manager import commander, start_manager
 from test_package_archive import GOOD, archive, entry
@@ -129,10 +126,7 @@ def test_an_exported_package_builds_and_serves_offline(  # type: ignore[no-untyp
     processes.wait_until(lambda: NODE in ros.node_names(), 30, f"node {NODE}", watch=node)
 
     answers = predictions(ros)
-    joints = ros.node.create_publisher(JointState, "/joint_states", RELIABLE)
-    targets = ros.node.create_publisher(PointStamped, "/target_point", RELIABLE)
-    wait_matched(joints)
-    wait_matched(targets)
+    joints, targets = arm_publishers(ros)
     rng = np.random.default_rng(7)
     positions = rng.uniform(-1.0, 1.0, (SAMPLES, 3)).astype(np.float32)
     goal = np.array([0.35, -0.25], np.float32)  # one target: every prediction reads this one

@@ -4,10 +4,10 @@ import pathlib
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
 from inference_helpers import (
     RELIABLE,
     Collector,
+    arm_publishers,
     diagnostic_values,
     joint_state,
     predictions,
@@ -19,7 +19,7 @@ from inference_helpers import (
     wait_matched,
 )
 from onnx_models import features, linear_model
-from sensor_msgs.msg import JointState, LaserScan
+from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Float64MultiArray
 
 from kairo_ros.graph import wait_until
@@ -30,10 +30,7 @@ def test_file_model_answers_like_onnxruntime(processes, ros, tmp_path: pathlib.P
     node = start_inference(processes, ros, f"model_path:={path}", "input_qos:=reliable")
     answers = predictions(ros)
     commands = Collector(ros, Float64MultiArray, "/arm_controller/commands")
-    joints = ros.node.create_publisher(JointState, "/joint_states", RELIABLE)
-    targets = ros.node.create_publisher(PointStamped, "/target_point", RELIABLE)
-    wait_matched(joints)
-    wait_matched(targets)
+    joints, targets = arm_publishers(ros)
     target = np.array([0.3, -0.2], np.float32)
     targets.publish(target_point(target))
     rng = np.random.default_rng(0)

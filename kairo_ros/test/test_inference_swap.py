@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
 from inference_helpers import (
     RELIABLE,
     Collector,
     api_params,
+    arm_publishers,
     diagnostic_values,
     joint_state,
     predictions,
@@ -20,7 +20,7 @@ from inference_helpers import (
     wait_matched,
 )
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import JointState, LaserScan
+from sensor_msgs.msg import LaserScan
 
 from conftest import Backend, start_backend, train_model
 from kairo_interfaces.msg import ModelEvent
@@ -32,10 +32,7 @@ EVENTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 
 
 def arm_inputs(ros):  # type: ignore[no-untyped-def]
-    joints = ros.node.create_publisher(JointState, "/joint_states", RELIABLE)
-    targets = ros.node.create_publisher(PointStamped, "/target_point", RELIABLE)
-    wait_matched(joints)
-    wait_matched(targets)
+    joints, targets = arm_publishers(ros)
     targets.publish(target_point(np.array([0.3, 0.1])))
     return joints
 

@@ -6,11 +6,12 @@ import pathlib
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import PointStamped, Twist
+from geometry_msgs.msg import Twist
 from inference_helpers import (
     RELIABLE,
     Collector,
     api_params,
+    arm_publishers,
     download_model,
     joint_state,
     predictions,
@@ -20,7 +21,7 @@ from inference_helpers import (
     target_point,
     wait_matched,
 )
-from sensor_msgs.msg import Image, JointState, LaserScan
+from sensor_msgs.msg import Image, LaserScan
 from std_msgs.msg import Float64MultiArray
 
 from kairo_interfaces.msg import Detection2DArray
@@ -38,10 +39,7 @@ def test_manipulation(processes, ros, backend, trained_model, tmp_path: pathlib.
     node = serve(processes, ros, backend, model, tmp_path, f"model_id:={model.model_id}")
     answers = predictions(ros)
     commands = Collector(ros, Float64MultiArray, "/arm_controller/commands")
-    joints = ros.node.create_publisher(JointState, "/joint_states", RELIABLE)
-    targets = ros.node.create_publisher(PointStamped, "/target_point", RELIABLE)
-    wait_matched(joints)
-    wait_matched(targets)
+    joints, targets = arm_publishers(ros)
     target = np.array([0.35, 0.2], np.float32)
     targets.publish(target_point(target))
     rng = np.random.default_rng(3)
