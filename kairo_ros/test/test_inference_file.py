@@ -86,6 +86,8 @@ def test_bad_files_and_bad_messages_never_stop_it(processes, ros, tmp_path: path
     scans.publish(LaserScan(ranges=ranges))
     answers.wait_for(lambda m: answers.messages.index(m) >= count, 20, "a prediction after the refusal")
     assert {m.model_version for m in answers.snapshot()} == {"v1"}, "the refused model must not serve"
+    unknown = set_parameter(ros, "model_path", "package://kairo_model_not_installed_v1/models/model.onnx")
+    assert not unknown.successful and "is not installed" in unknown.reason
     assert node.alive
 
 

@@ -36,8 +36,10 @@ from kairo_interfaces.msg import ModelEvent
 from kairo_ros.api import KairoApiClient, KairoError, load_api_key
 from kairo_ros.inference.data_path import DataPath
 from kairo_ros.inference.diagnostics import InferenceStats, diagnostic_status
+from kairo_ros.inference.errors import ConfigError
 from kairo_ros.inference.model_session import ModelSession, resolve_providers
 from kairo_ros.inference.model_source import OFFLINE_ERRORS, LocalModel, ModelSource, VersionRef
+from kairo_ros.inference.package_uri import resolve_model_path
 from kairo_ros.inference.params import InferenceParams, declare_parameters, read_parameters
 from kairo_ros.inference.serving import LoadRequest, ModelWorker, ServingSlot
 from kairo_ros.inference.wiring import Wiring, build_wiring, input_qos
@@ -265,6 +267,10 @@ class InferenceNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=(
                     "model_path: this node serves a model from the API; to serve a file, deactivate, clean "
                     "up, clear model_id/robot_id/task and configure again"))
+            try:
+                path = resolve_model_path(path)
+            except ConfigError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
             self.params = dataclasses.replace(self.params, model_path=path)
             if self._worker is not None:
                 self._worker.request(LoadRequest("file", path=path))
