@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import Server
 
+from conftest import Server
 from kairo_backend.training.demo import make_demo
 
 

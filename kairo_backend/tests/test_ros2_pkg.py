@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import Server
 
+from conftest import Server
 from kairo_backend.exporters import ros2_pkg
 from kairo_backend.exporters.archive import FIXED_MTIME, Entry, tar_gz_bytes
 from kairo_backend.training.features import default_features

@@ -14,8 +14,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import TARGETS, Server, has_shape, wait_run
 
+from conftest import TARGETS, Server, has_shape, wait_run
 from kairo_backend.training.datasets import load_arrays
 from kairo_backend.training.nets import load_wrapper
 
