@@ -94,10 +94,6 @@ class SpinningNode:
     def node_names(self) -> set[str]:
         return {ns.rstrip("/") + "/" + name for name, ns in self.node.get_node_names_and_namespaces()}
 
-    def wait_for_node(self, full_name: str, timeout_s: float) -> None:
-        """Wait until a node named e.g. `/kairo/kairo_manager` is in the graph."""
-        wait_until(lambda: full_name in self.node_names(), timeout_s, f"node {full_name}")
-
     def wait_for_service(self, client: Any, timeout_s: float) -> None:
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise RosTimeout(f"service {client.srv_name}: not available within {timeout_s:g} s")
