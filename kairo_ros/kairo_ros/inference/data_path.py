@@ -4,7 +4,7 @@ rclpy executors rebuild their wait set over every entity of every node they
 serve on each spin, and a lifecycle node carries many (lifecycle and
 parameter services, the diagnostics timer, the events subscription).
 So the topics a model reads and writes live on a plain node of their own,
-`<name>_data` (no parameter or type description services, no rosout), served by a
+`_<name>_data` (hidden; no parameter or type description services, no rosout), served by a
 SingleThreadedExecutor on one thread: its wait set holds only the input
 subscriptions, and every message is handled on that one thread, without a
 hand-off. The lifecycle node keeps everything else on the main executor.
@@ -64,8 +64,11 @@ class DataPath:
         self._on_inference_failed = on_inference_failed
         # Global arguments still apply (topic remaps, namespace); the local one keeps the name apart
         # from the lifecycle node's even when `__node:=` renames that one.
-        self.node = Node(f"{owner.get_name()}_data", namespace=owner.get_namespace(), context=owner.context,
-                         cli_args=["--ros-args", "-r", f"__node:={owner.get_name()}_data"],
+        # A leading underscore hides it from `ros2 node list` and `ros2 param list`, which would wait for
+        # parameter services it does not have.
+        data_name = f"_{owner.get_name()}_data"
+        self.node = Node(data_name, namespace=owner.get_namespace(), context=owner.context,
+                         cli_args=["--ros-args", "-r", f"__node:={data_name}"],
                          start_parameter_services=False, enable_rosout=False,
                          parameter_overrides=[Parameter("start_type_description_service", value=False)])
         self._executor = SingleThreadedExecutor(context=owner.context)
