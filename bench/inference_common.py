@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -12,8 +11,9 @@ from collections.abc import Callable
 import httpx
 import numpy as np
 
-from kairo_ros.graph import wait_until
-from kairo_ros.processes import ChildProcess, ProcessGroup, claim_domain_id, free_port, isolated_ros_env
+from kairo_ros.testing.backend import Backend
+from kairo_ros.testing.graph import wait_until
+from kairo_ros.testing.processes import ChildProcess, ProcessGroup, claim_domain_id, isolated_ros_env
 
 DOMAIN_ID, _CLAIM = claim_domain_id()
 os.environ.update(isolated_ros_env(DOMAIN_ID))
@@ -22,32 +22,13 @@ GROUP = ProcessGroup(log_dir=WORK / "logs", env=dict(os.environ))
 ROBOT = "rob_bench1"
 
 
-class BenchBackend:
-    """A real kairo_backend on a free port with its own key."""
+class BenchBackend(Backend):
+    """A real kairo_backend on a free port with its own key, and the calls the benchmarks make."""
 
     def __init__(self) -> None:
-        self.data_dir = WORK / "backend"
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.process = GROUP.start("kairo-backend", [sys.executable, "-m", "kairo_backend", "serve", "--host",
-                                                     "127.0.0.1", "--port", str(port), "--data-dir",
-                                                     str(self.data_dir)])
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        GROUP.wait_until(healthy, 60, "backend health", watch=self.process)
-        self.key = self.cli("keys", "create", "--workspace", "bench")
-        self.api = httpx.Client(base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {self.key}"})
-
-    def cli(self, *args: str) -> str:
-        import subprocess
-        out = subprocess.run([sys.executable, "-m", "kairo_backend", *args, "--data-dir", str(self.data_dir)],
-                             check=True, capture_output=True, text=True, timeout=120).stdout
-        return out.strip().splitlines()[-1]
+        started = Backend.start(GROUP, WORK / "backend", workspace="bench")
+        super().__init__(started.url, started.key, started.data_dir, started.process)
+        self.api = self.client(timeout_s=30)
 
     def train(self, task: str, dataset_id: str, promote: bool = True, epochs: int = 2) -> tuple[str, str]:
         accepted = self.api.post("/v1/models/train", json={"dataset_id": dataset_id, "robot_id": ROBOT, "task": task,

@@ -35,7 +35,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
 from kairo_interfaces.msg import Prediction
-from kairo_ros.graph import SpinningNode, wait_until
+from kairo_ros.testing.graph import SpinningNode, wait_until
 
 QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 FLOOD_CHUNKS = 10

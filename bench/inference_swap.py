@@ -23,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
 from kairo_interfaces.msg import ModelEvent, Prediction
-from kairo_ros.graph import SpinningNode, wait_until
+from kairo_ros.testing.graph import SpinningNode, wait_until
 
 QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 EVENTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 
-from kairo_ros.graph import SpinningNode
-from kairo_ros.processes import ChildProcess, ProcessGroup, claim_domain_id, free_port, isolated_ros_env
+from kairo_ros.testing.backend import Backend, start_backend  # noqa: F401 - tests import it from here
+from kairo_ros.testing.graph import SpinningNode
+from kairo_ros.testing.processes import ChildProcess, ProcessGroup, claim_domain_id, isolated_ros_env
 
 DOMAIN_ID, _DOMAIN_CLAIM = claim_domain_id()
 os.environ.update(isolated_ros_env(DOMAIN_ID))
@@ -68,43 +68,6 @@ def python_node(group: ProcessGroup, script: str, *args: str) -> ChildProcess:
 
 
 # --- the embedded backend ------------------------------------------------------
-@dataclass
-class Backend:
-    url: str
-    key: str
-    data_dir: pathlib.Path
-    process: ChildProcess
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10.0,
-                            headers={"Authorization": f"Bearer {key or self.key}"})
-
-    def cli(self, *args: str) -> str:
-        """Run a `kairo-backend` subcommand on this data dir; its last stdout line."""
-        import subprocess
-        out = subprocess.run([sys.executable, "-m", "kairo_backend", *args, "--data-dir", str(self.data_dir)],
-                             check=True, capture_output=True, text=True, timeout=120).stdout
-        return out.strip().splitlines()[-1]
-
-
-def start_backend(group: ProcessGroup, data_dir: pathlib.Path, port: int | None = None) -> ChildProcess:
-    port = port or free_port()
-    child = group.start("kairo-backend", [sys.executable, "-m", "kairo_backend", "serve",
-                                          "--host", "127.0.0.1", "--port", str(port),
-                                          "--data-dir", str(data_dir)])
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    group.wait_until(healthy, 60, f"backend health at {url}", watch=child)
-    child.url = url  # type: ignore[attr-defined]
-    return child
-
-
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """A real kairo-backend on a free loopback port, with a fresh data dir and key."""
@@ -112,10 +75,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     group = new_group(root / "logs")
     data_dir = root / "data"
     try:
-        child = start_backend(group, data_dir)
-        backend = Backend(child.url, "", data_dir, child)  # type: ignore[attr-defined]
-        backend.key = backend.cli("keys", "create", "--workspace", "test")
-        yield backend
+        yield Backend.start(group, data_dir)
     finally:
         group.stop_all()
 
@@ -138,7 +98,7 @@ class TrainedModel:
 def train_model(backend: Backend, task: str, *, robot_id: str = TEST_ROBOT, epochs: int = 2,
                 dataset_id: str = "", promote: bool = True, timeout_s: float = 300) -> TrainedModel:
     """Train a new version of (robot_id, task) through HTTP, wait for it, and promote it."""
-    from kairo_ros.graph import wait_until
+    from kairo_ros.testing.graph import wait_until
 
     dataset_id = dataset_id or backend.cli("datasets", "create-demo", task, "--workspace", "test",
                                            "--samples", str(DEMO_SAMPLES[task]))

@@ -17,8 +17,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
 from kairo_interfaces.msg import Prediction
-from kairo_ros.graph import SpinningNode, wait_until
-from kairo_ros.processes import ChildProcess, ProcessGroup
+from kairo_ros.testing.graph import SpinningNode, wait_until
+from kairo_ros.testing.processes import ChildProcess, ProcessGroup
 
 NODE = "/kairo/kairo_inference"
 PREDICTION_TOPIC = f"{NODE}/prediction"

@@ -29,8 +29,8 @@ from kairo_ros.api import (
     TrainRequest,
     load_api_key,
 )
-from kairo_ros.graph import wait_until
-from kairo_ros.processes import free_port
+from kairo_ros.testing.graph import wait_until
+from kairo_ros.testing.processes import free_port
 
 SECRET = "kai_live_never_print_me_0123456789"
 

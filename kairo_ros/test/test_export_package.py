@@ -40,8 +40,8 @@ from test_package_archive import GOOD, archive, entry
 
 from conftest import Backend, start_backend, train_model
 from kairo_interfaces.action import ExportModel
-from kairo_ros.graph import SpinningNode
-from kairo_ros.processes import ProcessGroup
+from kairo_ros.testing.graph import SpinningNode
+from kairo_ros.testing.processes import ProcessGroup
 
 SAMPLES = 20
 

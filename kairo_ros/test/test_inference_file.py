@@ -22,7 +22,7 @@ from onnx_models import features, linear_model
 from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Float64MultiArray
 
-from kairo_ros.graph import wait_until
+from kairo_ros.testing.graph import wait_until
 
 
 def test_file_model_answers_like_onnxruntime(processes, ros, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]

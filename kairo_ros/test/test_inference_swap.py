@@ -24,7 +24,7 @@ from sensor_msgs.msg import LaserScan
 
 from conftest import Backend, start_backend, train_model
 from kairo_interfaces.msg import ModelEvent
-from kairo_ros.graph import RosTimeout, wait_until
+from kairo_ros.testing.graph import RosTimeout, wait_until
 
 STREAM_HZ = 200.0
 EVENTS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,

@@ -16,9 +16,9 @@ import pytest
 from conftest import Backend, start_backend
 from kairo_interfaces.action import ExportModel, TrainModel
 from kairo_interfaces.msg import ModelEvent
-from kairo_ros.commander import KairoCommander
-from kairo_ros.graph import SpinningNode, wait_until
-from kairo_ros.processes import ChildProcess, ProcessGroup, free_port
+from kairo_ros.testing.commander import KairoCommander
+from kairo_ros.testing.graph import SpinningNode, wait_until
+from kairo_ros.testing.processes import ChildProcess, ProcessGroup, free_port
 
 MANAGER = "/kairo/kairo_manager"
 

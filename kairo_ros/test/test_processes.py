@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kairo_ros.processes import ProcessGroup, claim_domain_id
+from kairo_ros.testing.processes import ProcessGroup, claim_domain_id
 
 
 def alive(pid: int) -> bool:

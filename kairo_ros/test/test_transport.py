@@ -9,7 +9,7 @@ from rclpy.action import ActionClient
 from conftest import python_node
 from kairo_interfaces.action import TrainModel
 from kairo_interfaces.srv import PromoteModel
-from kairo_ros.graph import wait_future
+from kairo_ros.testing.graph import wait_future
 
 
 def start_server(processes, ros):  # type: ignore[no-untyped-def]

@@ -37,11 +37,11 @@ from std_msgs.msg import Float64MultiArray
 
 from kairo_interfaces.action import TrainModel
 from kairo_interfaces.msg import Prediction
-from kairo_ros.commander import KairoCommander
 from kairo_ros.demo.curves import save_training_curves
 from kairo_ros.demo.sim_arm import hand_position
-from kairo_ros.graph import SpinningNode, wait_until
-from kairo_ros.processes import ProcessGroup, claim_domain_id, free_port, isolated_ros_env
+from kairo_ros.testing.commander import KairoCommander
+from kairo_ros.testing.graph import SpinningNode, wait_until
+from kairo_ros.testing.processes import ProcessGroup, claim_domain_id, free_port, isolated_ros_env
 
 ROBOT_ID = "rob_demo0001"
 NAMESPACE = "/kairo"

@@ -27,7 +27,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from kairo_interfaces.action import ExportModel, TrainModel
 from kairo_interfaces.msg import ModelEvent
 from kairo_interfaces.srv import DeleteModel, GetModel, GetRun, ListModels, ListRuns, PromoteModel
-from kairo_ros.graph import RosTimeout, SpinningNode, wait_future, wait_until
+from kairo_ros.testing.graph import RosTimeout, SpinningNode, wait_future, wait_until
 
 R = TypeVar("R")
 
