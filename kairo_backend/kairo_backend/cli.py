@@ -6,11 +6,16 @@ import argparse
 import logging
 import os
 import socket
+import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kairo_backend.core.config import Settings, default_data_dir
 from kairo_backend.errors import KairoError
+
+if TYPE_CHECKING:
+    from kairo_backend.store import Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     ksub = k.add_subparsers(dest="keys_command", required=True)
     kc = ksub.add_parser("create", parents=[common], help="create a key; printed last")
     kc.add_argument("--workspace", required=True)
+    kl = ksub.add_parser("list", parents=[common],
+                         help="list keys: id, prefix, workspace, created, revoked (no secrets)")
+    kl.add_argument("--workspace", default=None, help="only this workspace's keys")
+    kr = ksub.add_parser("revoke", parents=[common],
+                         help="revoke a key; a running server refuses it within a second")
+    kr.add_argument("key", help="the key id (key_…) or its prefix (kai_live_…), as listed")
 
     d = sub.add_parser("datasets", help="datasets")
     dsub = d.add_subparsers(dest="datasets_command", required=True)
@@ -75,6 +86,32 @@ def _serve(settings: Settings) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace, store: Store, settings: Settings) -> int:
+    from kairo_backend.core import security
+    from kairo_backend.core.util import iso
+
+    if args.keys_command == "create":
+        key = store.create_key(args.workspace)
+        print(f"workspace {args.workspace}: new API key {security.key_id(key)} (shown once, "
+              f"only its hash is stored in {settings.db_path})")
+        print(key)
+        return 0
+    if args.keys_command == "list":
+        print(f"{'ID':<17} {'PREFIX':<14} {'WORKSPACE':<20} {'CREATED':<21} REVOKED")
+        for k in store.list_keys(args.workspace):
+            print(f"{k['id']:<17} {(k['prefix'] or '?') + '…':<14} {k['workspace']:<20} "
+                  f"{iso(k['created_at']):<21} {iso(k['revoked_at']) or '-'}")
+        return 0
+    try:
+        k = store.revoke_key(args.key)
+    except LookupError as exc:
+        print(f"kairo-backend: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"revoked {k['id']} ({k['prefix'] or '?'}…) of workspace {k['workspace']} at "
+          f"{iso(k['revoked_at'])}; a running server refuses it within a second")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
@@ -89,16 +126,13 @@ def main(argv: list[str] | None = None) -> int:
                                 **kw)  # type: ignore[arg-type]
             return _serve(settings)
         from kairo_backend.store import Store
+        from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
 
         settings = Settings(data_dir=data_dir)
         settings.ensure_dirs()
-        store = Store(settings.db_path)
+        store = Store(settings.db_path, busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
         if args.command == "keys":
-            key = store.create_key(args.workspace)
-            print(f"workspace {args.workspace}: new API key (shown once, only its hash is "
-                  f"stored in {settings.db_path})")
-            print(key)
-            return 0
+            return _keys(args, store, settings)
         if args.command == "datasets":
             from kairo_backend.services import create_dataset
             from kairo_backend.training.demo import make_demo
@@ -111,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ds['samples']} samples")
             print(ds["id"])
             return 0
-    except (KairoError, ValueError, OSError) as exc:
+    except (KairoError, ValueError, OSError, sqlite3.Error) as exc:
         print(f"kairo-backend: error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     return 2

@@ -16,7 +16,17 @@ def new_api_key() -> str:
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def key_id(key: str) -> str:
+    """The key's public name (from its hash; the same one migrated keys get)."""
+    return "key_" + hash_key(key)[:12]
+
+
+def key_prefix(key: str) -> str:
+    """The first characters of a key, enough to recognise it, never to use it."""
+    return key[:len(KEY_PREFIX) + 4]
 
 
 def load_or_create_secret(path: Path) -> bytes:

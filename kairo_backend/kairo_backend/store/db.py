@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS workspaces (
     id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
-    created_at REAL NOT NULL);
+    created_at REAL NOT NULL, id TEXT, prefix TEXT, revoked_at REAL);
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, task TEXT NOT NULL,
     samples INTEGER NOT NULL, features TEXT NOT NULL, path TEXT NOT NULL,
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL, completed_at REAL, duration_s REAL, metrics TEXT,
     artifact_size_mb REAL, sha256 TEXT, error TEXT, progress TEXT,
     estimated_duration_s REAL, samples INTEGER NOT NULL DEFAULT 0, pid INTEGER,
-    interruptions INTEGER NOT NULL DEFAULT 0);
+    interruptions INTEGER NOT NULL DEFAULT 0, artifact_error TEXT);
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id, seq);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, seq);
 CREATE TABLE IF NOT EXISTS run_logs (
@@ -57,6 +58,23 @@ CREATE TABLE IF NOT EXISTS throughput (
     updated_at REAL NOT NULL);
 """
 
+# Columns added after the first release: (table, column, declaration).
+_ADDED_COLUMNS = (
+    ("runs", "interruptions", "INTEGER NOT NULL DEFAULT 0"),  # runs re-queued after a stop
+    ("runs", "artifact_error", "TEXT"),  # why the stored artifact cannot be served
+    ("api_keys", "id", "TEXT"),
+    ("api_keys", "prefix", "TEXT"),
+    ("api_keys", "revoked_at", "REAL"),
+)
+# How long the server waits for another writer before answering 503: short,
+# so that a held lock never ties up the request threads.
+SERVER_BUSY_TIMEOUT_S = 1.5
+# Training processes and the CLI wait longer: nobody waits on their answer.
+BACKGROUND_BUSY_TIMEOUT_S = 30.0
+# An API key looked up once is trusted this long; a revoked key stops working
+# within it on a running server.
+KEY_CACHE_S = 0.5
+
 ACTIVE = ("queued", "running")
 FINISHED = ("complete", "failed", "cancelled")
 
@@ -65,8 +83,11 @@ def _loads(v: str | None) -> Any:
     return json.loads(v) if v else None
 
 
-def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+def _run_dict(row: sqlite3.Row, unrecorded: dict[str, dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
     d = dict(row)
+    if unrecorded and d["id"] in unrecorded and d["status"] in ACTIVE:
+        d.update(unrecorded[d["id"]])
     d["config"] = _loads(d["config"])
     d["metrics"] = _loads(d["metrics"])
     d["progress"] = _loads(d["progress"])
@@ -74,27 +95,33 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, busy_timeout_s: float = SERVER_BUSY_TIMEOUT_S) -> None:
         self.path = db_path
+        self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
-        self._key_cache: dict[str, str] = {}
+        self._key_cache: dict[str, tuple[str, float]] = {}  # key hash -> (workspace, valid until)
         self._writes = 0  # writes by this process (its own commits leave data_version alone)
+        # Outcomes of runs this process could not write yet (a full disk):
+        # run id -> the columns to show until the write succeeds.
+        self.unrecorded: dict[str, dict[str, Any]] = {}
         db_path.parent.mkdir(parents=True, exist_ok=True)
         conn = self.conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
-        columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
-        if "interruptions" not in columns:  # data dirs made before runs were re-queued
-            conn.execute("ALTER TABLE runs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0")
+        for table, column, declaration in _ADDED_COLUMNS:
+            columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:  # a data dir made by an older release
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        conn.execute("UPDATE api_keys SET id='key_'||substr(key_hash, 1, 12) WHERE id IS NULL")
 
     @property
     def conn(self) -> sqlite3.Connection:
         c: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if c is None:
-            c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+            c = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                 check_same_thread=False)
             c.row_factory = sqlite3.Row
-            c.execute("PRAGMA busy_timeout=30000")
+            c.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             c.execute("PRAGMA synchronous=NORMAL")
             c.execute("PRAGMA foreign_keys=ON")
             self._local.conn = c
@@ -151,22 +178,67 @@ class Store:
             return ws
 
     def create_key(self, workspace: str) -> str:
+        """A new key for `workspace` (its id: security.key_id). Only its hash is stored."""
         ws = self.ensure_workspace(workspace)
         key = security.new_api_key()
         with self.tx() as c:
-            c.execute("INSERT INTO api_keys VALUES (?,?,?)", (security.hash_key(key), ws, now()))
+            c.execute("INSERT INTO api_keys (key_hash, workspace_id, created_at, id, prefix)"
+                      " VALUES (?,?,?,?,?)", (security.hash_key(key), ws, now(),
+                                              security.key_id(key), security.key_prefix(key)))
         return key
 
+    def list_keys(self, workspace: str | None = None) -> list[dict[str, Any]]:
+        """Every key (never its secret): id, prefix, workspace, created_at, revoked_at."""
+        rows = self.conn.execute(
+            "SELECT k.id, k.prefix, w.name AS workspace, k.created_at, k.revoked_at"
+            " FROM api_keys k JOIN workspaces w ON w.id=k.workspace_id"
+            " WHERE ? IS NULL OR w.name=? ORDER BY k.created_at, k.id",
+            (workspace, workspace)).fetchall()
+        return [dict(r) for r in rows]
+
+    def revoke_key(self, ref: str) -> dict[str, Any]:
+        """Revoke the one key whose id or prefix is `ref` (or the key itself); that key.
+
+        Raises LookupError when no key or more than one key matches.
+        """
+        ref = ref.strip()
+        with self.tx() as c:
+            rows = c.execute(
+                "SELECT key_hash, id, prefix, revoked_at FROM api_keys"
+                " WHERE id=? OR key_hash=? OR (prefix IS NOT NULL AND length(?) >= ?"
+                " AND substr(prefix, 1, length(?))=?)",
+                (ref, security.hash_key(ref), ref, len(security.KEY_PREFIX) + 2, ref, ref)
+            ).fetchall()
+            if not rows:
+                raise LookupError(f"no API key has the id or prefix {ref!r}; "
+                                  "see 'kairo-backend keys list'")
+            if len(rows) > 1:
+                ids = ", ".join(sorted(r["id"] for r in rows))
+                raise LookupError(f"{ref!r} matches {len(rows)} keys ({ids}); "
+                                  "give the key id instead")
+            row = rows[0]
+            if row["revoked_at"] is None:
+                c.execute("UPDATE api_keys SET revoked_at=? WHERE key_hash=?",
+                          (now(), row["key_hash"]))
+        self._key_cache.pop(row["key_hash"], None)
+        return next(k for k in self.list_keys() if k["id"] == row["id"])
+
     def workspace_for_key(self, key: str) -> str | None:
+        """The workspace of a valid, unrevoked key (looked up again after KEY_CACHE_S)."""
         h = security.hash_key(key)
-        ws = self._key_cache.get(h)
-        if ws is None:
-            row = self.conn.execute("SELECT workspace_id FROM api_keys WHERE key_hash=?",
-                                    (h,)).fetchone()
-            if row is None:
-                return None
-            ws = str(row["workspace_id"])
-            self._key_cache[h] = ws
+        t = time.monotonic()
+        hit = self._key_cache.get(h)
+        if hit is not None and hit[1] > t:
+            return hit[0]
+        row = self.conn.execute("SELECT workspace_id FROM api_keys WHERE key_hash=?"
+                                " AND revoked_at IS NULL", (h,)).fetchone()
+        if row is None:
+            self._key_cache.pop(h, None)
+            return None
+        ws = str(row["workspace_id"])
+        if len(self._key_cache) > 10000:
+            self._key_cache.clear()
+        self._key_cache[h] = (ws, t + KEY_CACHE_S)
         return ws
 
     # datasets ------------------------------------------------------------
@@ -224,7 +296,7 @@ class Store:
             "SELECT * FROM runs WHERE workspace_id=? ORDER BY seq", (ws,)).fetchall()
         out: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
-            out.setdefault(r["model_id"], []).append(_run_dict(r))
+            out.setdefault(r["model_id"], []).append(_run_dict(r, self.unrecorded))
         return out
 
     def promotions(self, model_id: str) -> list[dict[str, Any]]:
@@ -246,7 +318,8 @@ class Store:
                       " VALUES (?,?,?,?)", (model_id, t, before, version))
         return before
 
-    def delete_model(self, model_id: str) -> None:
+    def delete_model(self, model_id: str) -> list[str]:
+        """Delete the model and its runs, logs and promotions; the IDs of its runs."""
         with self.tx() as c:
             run_ids = [r["id"] for r in c.execute("SELECT id FROM runs WHERE model_id=?",
                                                   (model_id,))]
@@ -254,6 +327,7 @@ class Store:
             c.execute("DELETE FROM runs WHERE model_id=?", (model_id,))
             c.execute("DELETE FROM promotions WHERE model_id=?", (model_id,))
             c.execute("DELETE FROM models WHERE id=?", (model_id,))
+        return run_ids
 
     # runs ----------------------------------------------------------------
     def submit_run(self, ws: str, *, robot_id: str, task: str, name: str | None,
@@ -303,12 +377,12 @@ class Store:
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-        return _run_dict(row) if row else None
+        return _run_dict(row, self.unrecorded) if row else None
 
     def list_runs(self, model_id: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM runs WHERE model_id=? ORDER BY seq DESC",
                                  (model_id,)).fetchall()
-        return [_run_dict(r) for r in rows]
+        return [_run_dict(r, self.unrecorded) for r in rows]
 
     def queue_positions(self) -> dict[str, int]:
         rows = self.conn.execute("SELECT id FROM runs WHERE status='queued' ORDER BY seq")
@@ -385,6 +459,13 @@ class Store:
                 c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
                           (run_id, now(), line))
             return cur.rowcount > 0
+
+    def mark_artifact_error(self, run_id: str, reason: str) -> None:
+        """Record why a complete run's artifact cannot be served (corrupted, empty)."""
+        with self.tx() as c:
+            c.execute("UPDATE runs SET artifact_error=? WHERE id=?", (reason, run_id))
+            c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
+                      (run_id, now(), f"artifact refused: {reason}"))
 
     def running_runs(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM runs WHERE status='running'").fetchall()
