@@ -4,15 +4,15 @@ parameters read back over ROS."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest
 import yaml
+from ament_index_python.packages import get_package_share_directory
 from rcl_interfaces.srv import GetParameters, ListParameters
 from rclpy.parameter import parameter_value_to_python
 
-SHARE = pathlib.Path(os.environ["KAIRO_ROOT"], "install/kairo_ros/share/kairo_ros/config")
+SHARE = pathlib.Path(get_package_share_directory("kairo_ros"), "config")  # the sourced workspace's
 NODES = {"kairo_manager": "manager.yaml", "kairo_inference": "inference.yaml"}
 
 

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 import yaml
+from ament_index_python.packages import get_package_prefix
 
 SOURCE = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((SOURCE / "launch").glob("*.launch.py"))
-INSTALL = pathlib.Path(os.environ.get("KAIRO_ROOT", SOURCE.parent)) / "install" / "kairo_ros"
+INSTALL = pathlib.Path(get_package_prefix("kairo_ros"))  # the sourced workspace's, whichever distro
 SHARE = INSTALL / "share" / "kairo_ros"
 EXECUTABLES = INSTALL / "lib" / "kairo_ros"
 

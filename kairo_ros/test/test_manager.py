@@ -7,11 +7,11 @@ not the client under test).
 from __future__ import annotations
 
 import hashlib
-import os
 import pathlib
 from typing import Any
 
 import pytest
+from ament_index_python.packages import get_package_share_directory
 
 from conftest import Backend, start_backend
 from kairo_interfaces.action import ExportModel, TrainModel
@@ -306,7 +306,7 @@ def test_the_key_is_in_no_log_file_and_no_parameter(  # type: ignore[no-untyped-
     key_file.parent.mkdir()
     key_file.write_text(backend.key + "\n")
     # The installed params file, as a launch file passes it, with one value changed to see it was read.
-    installed = pathlib.Path(os.environ["KAIRO_ROOT"], "install/kairo_ros/share/kairo_ros/config/manager.yaml")
+    installed = pathlib.Path(get_package_share_directory("kairo_ros"), "config", "manager.yaml")
     params_file = tmp_path / "manager.yaml"
     params_file.write_text(installed.read_text().replace('robot_id: ""', 'robot_id: "rob_yaml00001"'))
     argv = ["kairo_manager", "--ros-args", "-r", "__ns:=/kairo", "--log-level", "debug",
