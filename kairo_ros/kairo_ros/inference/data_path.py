@@ -11,8 +11,8 @@ hand-off. The lifecycle node keeps everything else on the main executor.
 
 Because only that thread runs the callbacks, the per-message work reuses
 what can be made once per wiring: the outgoing messages, the field plans,
-the output indexes. Each primary message reads the serving model once from
-the `ServingSlot`, so a hot swap lands between two messages.
+the output indexes. Each primary message reads the serving model once (the
+ModelServer's `current`), so a hot swap lands between two messages.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from kairo_ros.inference import diagnostics
 from kairo_ros.inference.diagnostics import InferenceStats
 from kairo_ros.inference.errors import BadInputError
 from kairo_ros.inference.model_session import ModelSession
-from kairo_ros.inference.serving import ServingSlot
 from kairo_ros.inference.wiring import DetectionWriter, Wiring
 
 # (code, message): a throttled error report; (model, exception): a failed inference.
@@ -54,11 +53,11 @@ ReportInferenceFailed = Callable[[ModelSession, Exception], None]
 class DataPath:
     """The input subscriptions, output publishers and ~/prediction publisher of one inference node."""
 
-    def __init__(self, owner: Node, slot: ServingSlot, stats: InferenceStats, *,
+    def __init__(self, owner: Node, serving_model: Callable[[], ModelSession | None], stats: InferenceStats, *,
                  on_bad_input: ReportBadInput, on_inference_failed: ReportInferenceFailed) -> None:
         self._owner_name = owner.get_fully_qualified_name()
         self._clock = owner.get_clock()
-        self._slot = slot
+        self._serving_model = serving_model
         self._stats = stats
         self._on_bad_input = on_bad_input
         self._on_inference_failed = on_inference_failed
@@ -207,7 +206,7 @@ class DataPath:
             self._predict(msg, received)
 
     def _predict(self, msg: Any, received: float) -> None:
-        model, wiring = self._slot.current, self._wiring
+        model, wiring = self._serving_model(), self._wiring
         if model is None or wiring is None:
             self._stats.input_dropped(diagnostics.DROP_NO_MODEL)
             return

@@ -2,7 +2,9 @@
 
 `InferenceStats` is written by the prediction path (one lock taken once
 per message) and read once a second by `diagnostic_status`,
-which turns it into one diagnostic_msgs/DiagnosticStatus.
+which turns it into one diagnostic_msgs/DiagnosticStatus. The counters are
+cumulative; the level reflects the last RECENT_WINDOW_S only, so one early
+drop or the wait for a first promotion does not leave the node WARN forever.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from kairo_ros.inference.model_session import ModelIdentity
 
 LATENCY_WINDOW = 2000
+RECENT_WINDOW_S = 10.0
 # Drop reasons, as reported (one counter each).
 DROP_WAITING = "waiting_for_inputs"
 DROP_BAD_INPUT = "bad_input"
@@ -40,10 +43,36 @@ class StatsSnapshot:
     errors: int
     swaps: int
     rejected_models: int
+    recent_dropped: int = 0     # in the last RECENT_WINDOW_S
+    recent_errors: int = 0
 
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
+
+
+class RecentCount:
+    """How many events happened in the last `window_s`, kept in one-second buckets."""
+
+    def __init__(self, window_s: float = RECENT_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._buckets: collections.deque[list[int]] = collections.deque()  # [second, count], oldest first
+
+    def add(self, count: int = 1, now: float | None = None) -> None:
+        second = int(time.monotonic() if now is None else now)
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += count
+        else:
+            self._buckets.append([second, count])
+            self._prune(second)
+
+    def total(self, now: float | None = None) -> int:
+        self._prune(int(time.monotonic() if now is None else now))
+        return sum(count for _, count in self._buckets)
+
+    def _prune(self, second: int) -> None:
+        while self._buckets and self._buckets[0][0] <= second - self.window_s:
+            self._buckets.popleft()
 
 
 class InferenceStats:
@@ -61,6 +90,8 @@ class InferenceStats:
         self._last_error = ""
         self._last_error_code = ""
         self._rate_mark = (time.monotonic(), 0)
+        self._recent_dropped = RecentCount()
+        self._recent_errors = RecentCount()
 
     def prediction_published(self, latency_s: float) -> None:
         """One primary input answered."""
@@ -74,14 +105,17 @@ class InferenceStats:
         with self._lock:
             self._inputs += 1
             self._dropped[reason] += 1
+            self._recent_dropped.add()
 
     def dropped(self, reason: str, count: int = 1) -> None:
         with self._lock:
             self._dropped[reason] += count
+            self._recent_dropped.add(count)
 
     def error(self, code: str, message: str) -> None:
         with self._lock:
             self._errors += 1
+            self._recent_errors.add()
             self._last_error = message
             self._last_error_code = code
 
@@ -110,6 +144,7 @@ class InferenceStats:
                 latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
                 last_error=self._last_error, last_error_code=self._last_error_code, errors=self._errors,
                 swaps=self._swaps, rejected_models=self._rejected,
+                recent_dropped=self._recent_dropped.total(now), recent_errors=self._recent_errors.total(now),
             )
 
 
@@ -119,18 +154,19 @@ def _ms(value: float | None) -> str:
 
 def diagnostic_status(node_name: str, state: str, identity: ModelIdentity | None, provider: str,
                       stats: StatsSnapshot) -> DiagnosticStatus:
-    """One DiagnosticStatus: ERROR without a model, WARN after errors or drops, else OK."""
+    """One DiagnosticStatus: ERROR without a model; WARN after errors or drops in the last
+    RECENT_WINDOW_S; else OK."""
     if identity is None:
         level, message = DiagnosticStatus.ERROR, f"{state}: no model serving"
         if stats.last_error:
             message += f" ({stats.last_error_code}: {stats.last_error})"
-    elif stats.last_error or stats.dropped_total:
+    elif stats.recent_errors or stats.recent_dropped:
         level = DiagnosticStatus.WARN
         message = f"serving {identity.model_id} {identity.version}"
-        if stats.last_error:
+        if stats.recent_errors:
             message += f"; last error {stats.last_error_code}: {stats.last_error}"
-        else:
-            message += f"; {stats.dropped_total} messages dropped"
+        if stats.recent_dropped:
+            message += f"; {stats.recent_dropped} messages dropped in the last {RECENT_WINDOW_S:.0f} s"
     else:
         level, message = DiagnosticStatus.OK, f"serving {identity.model_id} {identity.version}"
     values = {
@@ -147,7 +183,9 @@ def diagnostic_status(node_name: str, state: str, identity: ModelIdentity | None
         "predictions": str(stats.predictions),
         "dropped": str(stats.dropped_total),
         **{f"dropped_{reason}": str(count) for reason, count in stats.dropped.items()},
+        "dropped_recently": str(stats.recent_dropped),
         "errors": str(stats.errors),
+        "errors_recently": str(stats.recent_errors),
         "models_rejected": str(stats.rejected_models),
         "swaps": str(stats.swaps),
         "last_error": f"{stats.last_error_code}: {stats.last_error}" if stats.last_error else "",

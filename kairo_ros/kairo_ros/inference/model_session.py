@@ -128,15 +128,21 @@ class ModelSession:
              version: str = "") -> ModelSession:
         """Load, check and warm up a model; ModelRejectedError when it cannot serve.
 
-        `expected`: the features of the model serving now; a new model must
-        keep the same wiring to be swapped in. `model_id`/`version` fill in
-        what the file's metadata lacks (a model_path file may have none).
+        `sha256`: when given, the file's bytes must have it. `expected`: the
+        features of the model serving now; a new model must keep the same
+        wiring to be swapped in. `model_id`/`version` fill in what the file's
+        metadata lacks (a model_path file may have none).
         """
         where = f"model {path}"
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ModelRejectedError(f"{where}: cannot read it ({exc.strerror or exc}); check model_path") from None
+        actual_sha256 = hashlib.sha256(data).hexdigest()
+        if sha256 and actual_sha256 != sha256:
+            raise ModelRejectedError(f"{where} has sha256 {actual_sha256[:12]}..., but {model_id or 'the model'} "
+                                     f"{version} has {sha256[:12]}...: the file is not the version asked for "
+                                     f"(altered or truncated); it is downloaded again on the next check")
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -159,7 +165,7 @@ class ModelSession:
         identity = ModelIdentity(
             model_id=metadata.get(META_MODEL_ID) or model_id,
             version=metadata.get(META_MODEL_VERSION) or version,
-            sha256=sha256 or hashlib.sha256(data).hexdigest(),
+            sha256=actual_sha256,
             path=str(path),
         )
         if model_id and identity.model_id != model_id or version and identity.version != version:

@@ -20,8 +20,6 @@ lifecycle machinery never sits in the way of a message.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
-import threading
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -34,15 +32,17 @@ from std_msgs.msg import Header
 
 from kairo_interfaces.msg import ModelEvent
 from kairo_ros.api import KairoApiClient, KairoError, load_api_key
+from kairo_ros.inference import model_server
 from kairo_ros.inference.data_path import DataPath
 from kairo_ros.inference.diagnostics import InferenceStats, diagnostic_status
 from kairo_ros.inference.errors import ConfigError
+from kairo_ros.inference.model_server import ModelServer, ServerEvent, session_loader
 from kairo_ros.inference.model_session import ModelSession, resolve_providers
-from kairo_ros.inference.model_source import OFFLINE_ERRORS, LocalModel, ModelSource, VersionRef
+from kairo_ros.inference.model_source import ModelSource
 from kairo_ros.inference.package_uri import resolve_model_path
 from kairo_ros.inference.params import InferenceParams, declare_parameters, read_parameters
-from kairo_ros.inference.serving import LoadRequest, ModelWorker, ServingSlot
-from kairo_ros.inference.wiring import Wiring, build_wiring, input_qos
+from kairo_ros.inference.serving import LoadRequest, ModelWorker
+from kairo_ros.inference.wiring import build_wiring, input_qos
 
 NODE_NAME = "kairo_inference"
 DEFAULT_NAMESPACE = "kairo"
@@ -56,27 +56,21 @@ DIAGNOSTICS_PERIOD_S = 1.0
 
 
 class InferenceNode(LifecycleNode):
-    """Serves one model on the topics its features description names."""
+    """Serves one model on the topics its features description names: the ROS face of a ModelServer."""
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, namespace=namespace, **kwargs)
         declare_parameters(self)
         self.params: InferenceParams | None = None
         self.stats = InferenceStats()
-        self.slot = ServingSlot()
-        self._state = "unconfigured"
-        self._providers: list[str] = []
+        self.server: ModelServer | None = None
         self._client: KairoApiClient | None = None
-        self._source: ModelSource | None = None
         self._worker: ModelWorker | None = None
-        self._wiring_lock = threading.Lock()
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._events_subscription: Any = None
-        self.data = DataPath(self, self.slot, self.stats,
+        self.data = DataPath(self, self._serving_model, self.stats,
                              on_bad_input=lambda code, message: self._report(code, message, throttle=True),
                              on_inference_failed=self._inference_failed)
-        self._rejected: set[VersionRef] = set()
-        self._offline_reported = False
         # Diagnostics run in every state, so that a refused configuration is visible too.
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
@@ -86,11 +80,21 @@ class InferenceNode(LifecycleNode):
                 and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
+    @property
+    def lifecycle_state(self) -> str:
+        """The lifecycle state's label (unconfigured, inactive, active, finalized, or a transition)."""
+        # rclpy has no public getter; its own trigger_shutdown reads the state machine the same way.
+        return str(self._state_machine.current_state[1])
+
+    def _serving_model(self) -> ModelSession | None:
+        server = self.server
+        return server.current if server is not None else None
+
     # --- lifecycle ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             params = read_parameters(self)
-            self._providers = resolve_providers(params.providers)
+            providers = resolve_providers(params.providers)
             self._client = None
             if params.uses_api:
                 self._client = KairoApiClient(params.api_url, load_api_key(params.api_key_file or None),
@@ -99,23 +103,20 @@ class InferenceNode(LifecycleNode):
             self._report(exc.code, f"configuration refused: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.params = params
-        self._source = ModelSource(params, self._client, self.get_logger().warning)
+        source = ModelSource(params, self._client, self.get_logger().warning)
+        self.server = ModelServer(session_loader(providers, params.intra_op_threads),
+                                  source if params.uses_api else None,
+                                  wire=self._create_endpoints, unwire=self.data.unwire)
+        self.server.subscribe(self._on_server_event)
         self.data.open_prediction(PREDICTION_QOS)
-        self._state = "inactive"
-        self.get_logger().info(f"configured: serving {self._source.describe()}, providers "
-                               f"{', '.join(self._providers)}, input QoS {params.input_qos}")
+        self.get_logger().info(f"configured: serving {source.describe()}, providers "
+                               f"{', '.join(providers)}, input QoS {params.input_qos}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        assert self.params is not None and self._source is not None
-        self._state = "active"
-        try:
-            local = (self._file_model(self.params.model_path) if not self.params.uses_api
-                     else self._source.boot())
-        except KairoError as exc:
-            self._report(exc.code, f"no model to serve yet: {exc}")
-        else:
-            self._adopt(local)
+        assert self.params is not None and self.server is not None
+        self.server.start()
+        self.server.boot(self.params.model_path)
         if self.params.uses_api:
             self._events_subscription = self.create_subscription(
                 ModelEvent, self.params.events_topic, self._on_model_event, EVENTS_QOS,
@@ -127,12 +128,10 @@ class InferenceNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_serving()
-        self._state = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
-        self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -144,7 +143,6 @@ class InferenceNode(LifecycleNode):
         self._stop_serving()
         self._release()
         self.data.shutdown()
-        self._state = "finalized"
 
     def _stop_serving(self) -> None:
         if self._worker is not None:
@@ -153,108 +151,66 @@ class InferenceNode(LifecycleNode):
         if self._events_subscription is not None:
             self.destroy_subscription(self._events_subscription)
             self._events_subscription = None
-        with self._wiring_lock:
-            self.data.unwire()
-        self.slot.clear()
+        if self.server is not None:
+            self.server.stop()
 
     def _release(self) -> None:
         self.data.close_prediction()
         if self._client is not None:
             self._client.close()
             self._client = None
-        self._source = None
+        self.server = None
 
-    # --- loading (model worker thread, and activate) -------------------------------------------------
-    def _file_model(self, path: str) -> LocalModel:
-        return LocalModel(VersionRef("", "", ""), pathlib.Path(path).expanduser(), from_cache=False)
-
+    # --- the model server's requests and events -------------------------------------------------------
     def _handle_load_request(self, request: LoadRequest) -> None:
-        source = self._source
-        if source is None:
+        server = self.server
+        if server is None:
             return
         if request.reason == "file":
-            self._adopt(self._file_model(request.path))
-            return
-        try:
-            ref = source.resolve()
-        except OFFLINE_ERRORS as exc:
-            if not self._offline_reported:
-                self.get_logger().warning(f"cannot check for a new version: {exc}")
-                self._offline_reported = True
-            return
-        except KairoError as exc:
-            self._report(exc.code, f"cannot check for a new version: {exc}")
-            return
-        self._offline_reported = False
-        current = self.slot.current
-        if current is not None and (current.identity.model_id, current.identity.version,
-                                    current.identity.sha256) == (ref.model_id, ref.version, ref.sha256):
-            return
-        if ref in self._rejected:
-            return
-        try:
-            local = source.fetch(ref)
-        except KairoError as exc:
-            self._report(exc.code, f"{ref.model_id} {ref.version} not loaded, the current model keeps "
-                                   f"serving: {exc}", rejected=True)
-            self._rejected.add(ref)
-            return
-        if not self._adopt(local):
-            self._rejected.add(ref)
+            server.adopt_file(request.path)
+        else:
+            server.check_source()
 
-    def _adopt(self, local: LocalModel) -> bool:
-        """Load, check and warm up `local`, wire it if nothing is wired yet, and swap it in."""
+    def _create_endpoints(self, model: ModelSession) -> None:
         assert self.params is not None
-        current = self.slot.current
-        try:
-            session = ModelSession.load(local.path, self._providers, self.params.intra_op_threads,
-                                        expected=current.features if current else None,
-                                        sha256=local.ref.sha256, model_id=local.ref.model_id,
-                                        version=local.ref.version)
-            with self._wiring_lock:
-                if self.data.wiring is None and self._state == "active":
-                    self._create_endpoints(build_wiring(session.features, self.params.remaps))
-        except KairoError as exc:
-            keeps = "the current model keeps serving" if current else "nothing is serving"
-            self._report(exc.code, f"model refused ({keeps}): {exc}", rejected=True)
-            return False
-        replaced = self.slot.swap(session)
-        self.stats.swapped()
-        if self._source is not None:
-            self._source.mark_good(local)
-        identity = session.identity
-        if local.offline_reason:
-            self.get_logger().warning(f"the backend is unreachable, so the last good version serves, from the "
-                                      f"cache ({local.offline_reason})")
-        self.get_logger().info(
-            f"serving {identity.model_id or '-'} {identity.version or '-'} (sha256 {identity.sha256[:12]}, "
-            f"{session.provider}{', from the cache' if local.from_cache else ''})"
-            + (f"; {replaced.identity.version} kept for rollback" if replaced else ""))
-        return True
-
-    def _create_endpoints(self, wiring: Wiring) -> None:
-        assert self.params is not None
+        wiring = build_wiring(model.features, self.params.remaps)
         self.data.wire(wiring, input_qos(self.params.input_qos), OUTPUT_QOS)
         self.get_logger().info(
             "wired: " + ", ".join(f"{w.entry.name} <- {w.topic}" for w in wiring.inputs) + "; "
             + ", ".join(f"{w.entry.name} -> {w.topic}" for w in wiring.outputs))
 
-    # --- a failed inference (the data path's thread) ---------------------------------------------------
     def _inference_failed(self, model: ModelSession, exc: Exception) -> None:
-        restored = self.slot.rollback(model)
-        identity = model.identity
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if restored is not None:
-            self._rejected.add(VersionRef(identity.model_id, identity.version, identity.sha256))
-            self._report("inference_failed", f"{identity.model_id} {identity.version} failed on a message "
-                                             f"({detail}); rolled back to {restored.identity.version}")
-        else:
-            self._report("inference_failed", f"inference failed ({detail})", throttle=True)
+        server = self.server
+        if server is not None:
+            server.inference_failed(model, exc)
+
+    def _on_server_event(self, event: ServerEvent) -> None:
+        logger = self.get_logger()
+        if event.kind == model_server.SERVING:
+            self.stats.swapped()
+            identity = event.model
+            assert identity is not None
+            if event.offline_reason:
+                logger.warning(f"the backend is unreachable, so the last good version serves, from the "
+                               f"cache ({event.offline_reason})")
+            logger.info(f"serving {identity.model_id or '-'} {identity.version or '-'} (sha256 "
+                        f"{identity.sha256[:12]}, {event.provider}"
+                        f"{', from the cache' if event.from_cache else ''})"
+                        + (f"; {event.replaced.version} kept for rollback" if event.replaced else ""))
+        elif event.kind == model_server.REJECTED:
+            self._report(event.code, event.message, rejected=True)
+        elif event.kind == model_server.UNREACHABLE:
+            logger.warning(event.message)
+        elif event.kind == model_server.INFERENCE_FAILED:
+            self._report(event.code, event.message, throttle=True)
+        else:  # rolled back, no model, a backend error
+            self._report(event.code, event.message)
 
     # --- events, parameters, diagnostics -------------------------------------------------------------
     def _on_model_event(self, event: ModelEvent) -> None:
-        if (event.event == ModelEvent.PROMOTED and self._source is not None and self._worker is not None
-                and self._source.wants_event(event.model_id, event.robot_id, event.task)):
+        source = self.server.source if self.server is not None else None
+        if (event.event == ModelEvent.PROMOTED and source is not None and self._worker is not None
+                and source.wants_event(event.model_id, event.robot_id, event.task)):
             self.get_logger().info(f"promotion of {event.model_id} {event.version}: checking it")
             self._worker.request(LoadRequest("event", version=event.version))
 
@@ -287,8 +243,8 @@ class InferenceNode(LifecycleNode):
             self.get_logger().error(f"[{code}] {message}")
 
     def _publish_diagnostics(self) -> None:
-        model = self.slot.current
-        status = diagnostic_status(self.get_fully_qualified_name(), self._state,
+        model = self._serving_model()
+        status = diagnostic_status(self.get_fully_qualified_name(), self.lifecycle_state,
                                    model.identity if model else None, model.provider if model else "",
                                    self.stats.snapshot())
         self._diagnostics_publisher.publish(

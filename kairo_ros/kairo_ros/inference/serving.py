@@ -1,10 +1,5 @@
-"""The hot-swap machinery: one reference to the serving session, and a loader thread.
-
-The prediction path reads `ServingSlot.current` once per message, so each
-message is answered whole by one model; `swap` replaces that one reference
-under a lock, between two messages, and keeps the replaced session for a
-rollback. `ModelWorker` runs every download, load and warm-up on its own
-thread, so no callback ever waits for one.
+"""The loader thread: `ModelWorker` runs every download, load and warm-up on its own thread,
+in order, so no callback ever waits for one (what it loads is decided by model_server.ModelServer).
 """
 
 from __future__ import annotations
@@ -17,48 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kairo_ros.inference.model_session import ModelSession
-
 log = logging.getLogger("kairo_ros.inference")
-
-
-class ServingSlot:
-    """The session answering messages now, and the one it replaced."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._current: ModelSession | None = None
-        self._previous: ModelSession | None = None
-
-    @property
-    def current(self) -> ModelSession | None:
-        with self._lock:
-            return self._current
-
-    @property
-    def previous(self) -> ModelSession | None:
-        with self._lock:
-            return self._previous
-
-    def swap(self, new: ModelSession) -> ModelSession | None:
-        """Serve `new` from the next message on; return the session it replaced."""
-        with self._lock:
-            replaced, self._current = self._current, new
-            if replaced is not None:
-                self._previous = replaced
-            return replaced
-
-    def rollback(self, failed: ModelSession) -> ModelSession | None:
-        """Serve the previous session again if `failed` is still the current one."""
-        with self._lock:
-            if self._current is not failed or self._previous is None:
-                return None
-            self._current, self._previous = self._previous, None
-            return self._current
-
-    def clear(self) -> None:
-        with self._lock:
-            self._current = self._previous = None
 
 
 @dataclass(frozen=True)
