@@ -8,10 +8,11 @@ import onnxruntime as ort
 import pytest
 from onnx_models import features, linear_model
 
+from kairo_ros.api import Model
 from kairo_ros.features import parse_features
 from kairo_ros.inference.errors import CacheIntegrityError, ConfigError, ModelRejectedError, NoModelError
 from kairo_ros.inference.model_session import ModelSession, resolve_providers, sha256_of_file
-from kairo_ros.inference.model_source import ModelCache, VersionRef
+from kairo_ros.inference.model_source import ModelCache, VersionRef, promoted_last
 
 
 def load(path: pathlib.Path, **kwargs) -> ModelSession:  # type: ignore[no-untyped-def]
@@ -109,3 +110,22 @@ def test_cache_last_good_and_tampering(tmp_path: pathlib.Path) -> None:
     path.unlink()
     with pytest.raises(CacheIntegrityError, match="is missing"):
         cache.last_good("mdl_x")
+
+
+def test_robot_and_task_serve_the_model_promoted_last() -> None:
+    # As GET /v1/models lists them: the older model was promoted last, the newer one had a run
+    # submitted after that promotion, which moved its updated_at past it.
+    older = Model.from_json({
+        "id": "mdl_older", "task": "navigation", "robot_id": "rob_1", "active_version": "v1",
+        "created_at": "2026-03-01T09:00:00Z", "updated_at": "2026-03-02T10:00:05Z",
+        "promotions": [{"at": "2026-03-02T10:00:05Z", "from": None, "to": "v1"}]})
+    newer = Model.from_json({
+        "id": "mdl_newer", "task": "navigation", "robot_id": "rob_1", "active_version": "v2",
+        "created_at": "2026-03-02T09:00:00Z", "updated_at": "2026-03-02T11:30:00Z",
+        "promotions": [{"at": "2026-03-02T09:10:00Z", "from": None, "to": "v1"},
+                       {"at": "2026-03-02T10:00:00Z", "from": "v1", "to": "v2"}]})
+    assert promoted_last([newer, older]).id == "mdl_older"
+    assert promoted_last([older, newer]).id == "mdl_older"
+    never = Model.from_json({"id": "mdl_never", "task": "navigation", "robot_id": "rob_1",
+                             "created_at": "2026-03-03T00:00:00Z", "updated_at": "2026-03-03T00:00:00Z"})
+    assert promoted_last([never, newer]).id == "mdl_newer"

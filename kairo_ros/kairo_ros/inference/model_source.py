@@ -16,7 +16,7 @@ import json
 import os
 import pathlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kairo_ros.api import KairoApiClient, KairoConnectionError, KairoServerError, Model
@@ -113,6 +113,20 @@ class ModelCache:
         return LocalModel(ref, path, from_cache=True)
 
 
+def last_promotion_at(model: Model) -> str:
+    """When `model` was last promoted (ISO 8601 UTC, comparable as text); '' when never."""
+    return max((p.at for p in model.promotions), default="")
+
+
+def promoted_last(models: Sequence[Model]) -> Model:
+    """The model whose version was promoted last, by the promotion history's times.
+
+    Not the newest `updated_at`: that also moves when a run is submitted or finishes.
+    Ties (promotions in the same second) go to the later creation, then the id.
+    """
+    return max(models, key=lambda m: (last_promotion_at(m), m.created_at, m.id))
+
+
 class ModelSource:
     """Resolves the node's model source to a verified local file."""
 
@@ -158,9 +172,7 @@ class ModelSource:
         if not candidates:
             raise NoModelError(f"no {self.params.task} model of robot {self.params.robot_id} has an active "
                                f"version; train one and promote it")
-        # The most recently changed one is the one promoted last.
-        newest = max(candidates, key=lambda m: (m.updated_at or m.created_at, m.id))
-        return api.get_model(newest.id)
+        return api.get_model(promoted_last(candidates).id)
 
     def resolve(self) -> VersionRef:
         """The active version, as the API says now (KairoError when it cannot say)."""
