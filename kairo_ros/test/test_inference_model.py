@@ -129,3 +129,14 @@ def test_robot_and_task_serve_the_model_promoted_last() -> None:
     never = Model.from_json({"id": "mdl_never", "task": "navigation", "robot_id": "rob_1",
                              "created_at": "2026-03-03T00:00:00Z", "updated_at": "2026-03-03T00:00:00Z"})
     assert promoted_last([never, newer]).id == "mdl_newer"
+
+
+def test_bound_runs_follow_each_new_input(tmp_path: pathlib.Path) -> None:
+    # Runs reuse bound input and output buffers: each run must still see its own input.
+    path = linear_model(features("navigation"), tmp_path / "n.onnx", seed=4)
+    model = load(path)
+    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        scan = rng.uniform(0, 5, (1, 64)).astype(np.float32)
+        np.testing.assert_allclose(model.run({"scan": scan})[0], reference.run(None, {"scan": scan})[0], rtol=1e-5)

@@ -80,7 +80,8 @@ def test_a_model_failing_on_a_message_is_rolled_back_and_never_loaded_again(tmp_
     failing = run.server.current
     assert failing is not None
     with pytest.raises(Exception) as raised:  # a real onnxruntime failure: a feed of the wrong shape
-        failing.run({"joint_positions": np.zeros((1, 5), np.float32), "target": np.zeros((1, 2), np.float32)})
+        failing.session.run(None, {"joint_positions": np.zeros((1, 5), np.float32),
+                                   "target": np.zeros((1, 2), np.float32)})
     run.server.inference_failed(failing, raised.value)
     assert run.serving == "v1"
     assert run.events[-1].kind == model_server.ROLLED_BACK and "rolled back to v1" in run.events[-1].message

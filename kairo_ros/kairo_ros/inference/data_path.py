@@ -36,9 +36,9 @@ from kairo_interfaces.msg import Prediction
 log = logging.getLogger("kairo_ros.inference")
 
 try:
-    from rclpy.event_handler import SubscriptionEventCallbacks
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:  # Humble names the module qos_event
-    from rclpy.qos_event import SubscriptionEventCallbacks  # type: ignore[no-redef]
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks  # type: ignore[no-redef]
 from kairo_ros.inference import diagnostics
 from kairo_ros.inference.diagnostics import InferenceStats
 from kairo_ros.inference.errors import BadInputError
@@ -77,7 +77,9 @@ class DataPath:
         self._subscriptions: list[Any] = []
         self._publishers: list[Any] = []
         self._prediction_publisher: Any = None
+        self._prediction_listened = [False]
         self._emitters: list[Callable[[list[np.ndarray], Header], None]] = []
+        self._output_listened: list[bool] = []
         self._wiring: Wiring | None = None
         self._reset_hot_state(None)
         self._thread.start()
@@ -90,8 +92,27 @@ class DataPath:
     def open_prediction(self, qos: QoSProfile) -> None:
         with self._lock:
             if self._prediction_publisher is None:
-                self._prediction_publisher = self.node.create_publisher(Prediction, self._owner_name + "/prediction",
-                                                                        qos)
+                self._prediction_listened = [False]
+                self._prediction_publisher = self._listened_publisher(
+                    Prediction, self._owner_name + "/prediction", qos, self._prediction_listened, 0)
+
+    def _listened_publisher(self, msg_cls: type, topic: str, qos: QoSProfile, listened: list[bool],
+                            index: int) -> Any:
+        """A publisher that keeps `listened[index]` true while it has subscribers.
+
+        Serializing and writing a message nobody reads costs 10-30 us in rclpy, so the
+        prediction path skips it; DDS's matched events (on this node's thread) keep the flag.
+        """
+        def on_matched(info: Any) -> None:
+            listened[index] = info.current_count > 0
+
+        try:
+            callbacks = PublisherEventCallbacks(matched=on_matched)
+        except TypeError:  # no matched events on this distro (Humble): always publish
+            callbacks = None
+        publisher = self.node.create_publisher(msg_cls, topic, qos, event_callbacks=callbacks)
+        listened[index] = callbacks is None or publisher.get_subscription_count() > 0
+        return publisher
 
     def close_prediction(self) -> None:
         with self._lock:
@@ -109,8 +130,10 @@ class DataPath:
                                                                                     entry.reader)
                 self._subscriptions.append(self.node.create_subscription(
                     entry.msg_cls, self._topic(entry.topic), callback, input_qos, event_callbacks=lost))
-            self._publishers = [self.node.create_publisher(o.msg_cls, self._topic(o.topic), output_qos)
-                                for o in wiring.outputs]
+            self._output_listened = [False] * len(wiring.outputs)
+            self._publishers = [self._listened_publisher(o.msg_cls, self._topic(o.topic), output_qos,
+                                                         self._output_listened, index)
+                                for index, o in enumerate(wiring.outputs)]
             self._emitters = [self._emitter(wiring, index, publisher)
                               for index, publisher in enumerate(self._publishers)]
             self._wiring = wiring
@@ -233,21 +256,26 @@ class DataPath:
         else:
             header = self._stamp_header
             header.stamp = self._clock.now().to_msg()
-        for emit in self._emitters:
-            emit(outputs, header)
-        prediction = self._prediction
-        if model is not self._prediction_model:
-            prediction.model_id, prediction.model_version = model.identity.model_id, model.identity.version
-            self._prediction_model = model
-        prediction.header = header
-        data = array.array("f")
-        for output in outputs:
-            data.frombytes(output.astype(np.float32, copy=False).tobytes())
-        prediction.data = data
+        listened = self._output_listened
+        for index, emit in enumerate(self._emitters):
+            if listened[index]:
+                emit(outputs, header)
         latency = time.perf_counter() - received
-        prediction.latency.sec = int(latency)
-        prediction.latency.nanosec = int((latency % 1.0) * 1e9)
         publisher = self._prediction_publisher
-        if publisher is not None:
+        if publisher is not None and self._prediction_listened[0]:
+            prediction = self._prediction
+            if model is not self._prediction_model:
+                prediction.model_id, prediction.model_version = model.identity.model_id, model.identity.version
+                self._prediction_model = model
+            prediction.header = header
+            if len(outputs) == 1:
+                prediction.data = array.array("f", outputs[0].astype(np.float32, copy=False).tobytes())
+            else:
+                data = array.array("f")
+                for output in outputs:
+                    data.frombytes(output.astype(np.float32, copy=False).tobytes())
+                prediction.data = data
+            prediction.latency.sec = int(latency)
+            prediction.latency.nanosec = int((latency % 1.0) * 1e9)
             publisher.publish(prediction)
         self._stats.prediction_published(latency)
