@@ -12,7 +12,6 @@ import math
 import sys
 from dataclasses import dataclass
 
-import rclpy
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
@@ -20,7 +19,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from kairo_ros.spin import spin_until_shutdown
+from kairo_ros.spin import run
 
 JOINT_NAMES = ["shoulder", "elbow", "wrist"]
 
@@ -97,5 +96,4 @@ class SimArm(Node):
 
 
 def main() -> None:
-    rclpy.init(args=sys.argv)
-    spin_until_shutdown(SimArm(), SingleThreadedExecutor())
+    sys.exit(run("kairo_sim_arm", SimArm, SingleThreadedExecutor, sys.argv))

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import rclpy
+import sys
+
 from rclpy.executors import MultiThreadedExecutor
 
+from kairo_ros.api import KairoError
 from kairo_ros.inference.node import InferenceNode
-from kairo_ros.spin import spin_until_shutdown
+from kairo_ros.spin import run
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = InferenceNode()
-    spin_until_shutdown(node, MultiThreadedExecutor())
+    sys.exit(run("kairo_inference", InferenceNode, MultiThreadedExecutor, args, usage_errors=(KairoError,)))
 
 
 if __name__ == "__main__":

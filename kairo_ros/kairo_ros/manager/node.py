@@ -14,7 +14,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from kairo_interfaces.msg import ModelEvent
-from kairo_ros.api import API_KEY_ENV
+from kairo_ros.api import API_KEY_ENV, KairoCredentialsError, load_api_key
 from kairo_ros.manager.backend import BackendLink
 from kairo_ros.manager.export_action import ExportAction
 from kairo_ros.manager.params import declare_and_read
@@ -41,9 +41,21 @@ class ManagerNode(Node):
                                   self.publish_event)
         self._export_action = ExportAction(self, self._backend, self.params, group, goal_slots, self._stopping)
         self._service_set = ManagerServices(self, self._backend, group, self.publish_event)
-        key_source = f"key file {self.params.api_key_file}" if self.params.api_key_file else f"${API_KEY_ENV}"
-        self.get_logger().info(f"kairo_manager ready: api_url={self.params.api_url}, API key from {key_source}, "
+        self.get_logger().info(f"kairo_manager ready: api_url={self.params.api_url}, {self._key_status()}, "
                                f"robot_id={self.params.robot_id or '(none)'}, export_dir={self.params.export_dir}")
+
+    def _key_status(self) -> str:
+        """Where the API key comes from; without one, a warning that says how to give one (never the key)."""
+        try:
+            load_api_key(self.params.api_key_file or None)
+        except KairoCredentialsError as exc:
+            self.get_logger().warning(
+                f"no API key configured ({exc}); goals and services answer 'no API key' until one is given. "
+                f"The embedded backend makes one with `kairo-backend keys create --workspace <name> --data-dir "
+                f"<its data dir>`")
+            return "no API key yet"
+        return f"API key from key file {self.params.api_key_file}" if self.params.api_key_file \
+            else f"API key from ${API_KEY_ENV}"
 
     def publish_event(self, event: str, model_id: str, version: str, robot_id: str, task: str) -> None:
         self._event_pub.publish(ModelEvent(stamp=self.get_clock().now().to_msg(), event=event, model_id=model_id,

@@ -1,18 +1,45 @@
-"""kairo_manager's parameters: declared once with descriptors, read into one frozen dataclass.
+"""kairo_manager's parameters: the one table (SPECS) and the frozen dataclass the node reads.
 
-The API key is deliberately not a parameter (parameters are readable by
-anyone on the graph): it comes from KAIRO_API_KEY or the file `api_key_file` names.
+SPECS drives the declaration and the checks (kairo_ros.parameters), the
+launch arguments of manager.launch.py and the README table. Every parameter
+is read once at start, so all are read-only. The API key is deliberately not
+a parameter (parameters are readable by anyone on the graph): it comes from
+KAIRO_API_KEY or the file `api_key_file` names.
 """
 
 from __future__ import annotations
 
 import pathlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType
-from rclpy.node import Node
+from kairo_ros.parameters import ParameterSpec, declare, read
 
-from kairo_ros.api import KairoArgumentError
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+
+def _http_url(value: str) -> str:
+    ok = value.strip().startswith(("http://", "https://"))
+    return "" if ok else f"api_url: {value!r} must start with http:// or https://"
+
+
+SPECS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("api_url", "http://127.0.0.1:8080", "Base URL of the Kairo Models API, without /v1.",
+                  read_only=True, check=_http_url, check_text="http(s)://..."),
+    ParameterSpec("api_key_file", "", "File holding the API key; empty: the KAIRO_API_KEY environment variable.",
+                  read_only=True),
+    ParameterSpec("robot_id", "", "Robot a train goal is for when the goal leaves robot_id empty (rob_...).",
+                  read_only=True),
+    ParameterSpec("poll_period_s", 1.0, "Seconds between progress polls of a running train goal.",
+                  range=(0.05, 60.0), read_only=True),
+    ParameterSpec("request_timeout_s", 5.0, "Deadline of every API call in seconds, retries included; services "
+                  "answer within it.", range=(0.1, 120.0), read_only=True),
+    ParameterSpec("export_dir", "~/.kairo/exports", "Directory export goals write to when they leave output_dir "
+                  "empty.", read_only=True),
+    ParameterSpec("max_outage_s", 600.0, "Seconds a train goal keeps polling an unreachable backend before it "
+                  "aborts.", range=(1.0, 86400.0), read_only=True),
+)
 
 
 @dataclass(frozen=True)
@@ -25,49 +52,17 @@ class ManagerParams:
     export_dir: pathlib.Path
     max_outage_s: float
 
-    def __post_init__(self) -> None:
-        if not self.api_url.startswith(("http://", "https://")):
-            raise KairoArgumentError(f"parameter api_url {self.api_url!r} must start with http:// or https://")
-
-
-def _string(description: str) -> ParameterDescriptor:
-    return ParameterDescriptor(type=ParameterType.PARAMETER_STRING, description=description, read_only=True)
-
-
-def _seconds(description: str, low: float, high: float) -> ParameterDescriptor:
-    return ParameterDescriptor(type=ParameterType.PARAMETER_DOUBLE, description=description, read_only=True,
-                               floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=0.0)])
-
-
-_DECLARATIONS = (
-    ("api_url", "http://127.0.0.1:8080",
-     _string("Base URL of the Kairo Models API, without /v1")),
-    ("api_key_file", "",
-     _string("File holding the API key; empty: use the KAIRO_API_KEY environment variable")),
-    ("robot_id", "",
-     _string("Robot a train goal is for when the goal leaves robot_id empty (rob_...)")),
-    ("poll_period_s", 1.0,
-     _seconds("How often a running train goal asks the backend for its run's progress", 0.05, 60.0)),
-    ("request_timeout_s", 5.0,
-     _seconds("Deadline of every call to the API, retries included; services answer within it", 0.1, 120.0)),
-    ("export_dir", "~/.kairo/exports",
-     _string("Directory exported models are written to when a goal leaves output_dir empty")),
-    ("max_outage_s", 600.0,
-     _seconds("How long a train goal keeps polling an unreachable backend before it aborts", 1.0, 86400.0)),
-)
-
 
 def declare_and_read(node: Node) -> ManagerParams:
-    """Declare every parameter on `node` and read them; raises KairoArgumentError on bad values."""
-    for name, default, descriptor in _DECLARATIONS:
-        node.declare_parameter(name, default, descriptor)
-    value = {name: node.get_parameter(name).value for name, _d, _x in _DECLARATIONS}
+    """Declare SPECS on `node` and read them; a bad value raises ParameterError (a KairoArgumentError)."""
+    declare(node, SPECS)
+    value = read(node, SPECS)
     return ManagerParams(
-        api_url=str(value["api_url"]).rstrip("/"),
-        api_key_file=str(value["api_key_file"]),
-        robot_id=str(value["robot_id"]),
-        poll_period_s=float(value["poll_period_s"]),
-        request_timeout_s=float(value["request_timeout_s"]),
-        export_dir=pathlib.Path(str(value["export_dir"])).expanduser(),
-        max_outage_s=float(value["max_outage_s"]),
+        api_url=value["api_url"].strip().rstrip("/"),
+        api_key_file=value["api_key_file"].strip(),
+        robot_id=value["robot_id"].strip(),
+        poll_period_s=value["poll_period_s"],
+        request_timeout_s=value["request_timeout_s"],
+        export_dir=pathlib.Path(value["export_dir"]).expanduser(),
+        max_outage_s=value["max_outage_s"],
     )
