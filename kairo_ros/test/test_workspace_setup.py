@@ -1,5 +1,6 @@
 """The workspace's own guards: a broken interface fails the build loudly, and
-`make setup` stops with a message naming what is missing."""
+`make setup` stops with a message naming what is missing; each ROS
+distro from the wheels (ROS_DISTRO_WHEELS) is checked by name."""
 
 from __future__ import annotations
 
@@ -52,3 +53,34 @@ def test_setup_names_a_missing_compiler(tmp_path: pathlib.Path) -> None:
     result = run_setup({**os.environ, "PATH": str(bin_dir)})
     assert result.returncode != 0
     assert "no C compiler found" in result.stderr and "build-essential" in result.stderr
+
+
+# --- ROS_DISTRO_WHEELS: which distro's wheels, each in its own venv and trees ---------------------
+def test_setup_and_env_refuse_an_unknown_distro_naming_the_known_ones() -> None:
+    for command in (["bash", str(SETUP)], ["bash", "-c", f"source {ROOT / 'env.sh'}"]):
+        result = subprocess.run(command, env={**os.environ, "ROS_DISTRO_WHEELS": "humble"},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0, command
+        assert "ROS_DISTRO_WHEELS='humble'" in result.stderr and "jazzy" in result.stderr \
+            and "kilted" in result.stderr, result.stderr
+
+
+def test_setup_refuses_a_shell_with_the_other_distros_venv_active() -> None:
+    # Building Kilted from a shell that sourced Jazzy's env.sh would mix the two distros' paths.
+    result = run_setup({**os.environ, "ROS_DISTRO_WHEELS": "kilted", "VIRTUAL_ENV": str(ROOT / ".venv")})
+    assert result.returncode != 0
+    assert str(ROOT / ".venv") in result.stderr and "open a new shell" in result.stderr
+
+
+def test_env_names_the_setup_command_of_a_distro_not_set_up(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "env.sh", tmp_path / "env.sh")
+    shutil.copy(ROOT / "scripts" / "distro.sh", tmp_path / "scripts" / "distro.sh")
+    clean = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    advice = {"jazzy": "run 'make setup' in", "kilted": "run 'make setup ROS_DISTRO_WHEELS=kilted' in"}
+    for distro in ("jazzy", "kilted"):
+        result = subprocess.run(["bash", "-c", f"source {tmp_path / 'env.sh'} && echo sourced"],
+                                env={**clean, "ROS_DISTRO_WHEELS": distro}, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and "sourced" not in result.stdout
+        assert f"the {distro} workspace is not set up" in result.stderr, result.stderr
+        assert advice[distro] in result.stderr, result.stderr
