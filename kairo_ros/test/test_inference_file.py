@@ -106,20 +106,33 @@ def test_lifecycle_transitions_remove_and_restore_the_data_path(processes, ros, 
     # The data path's own node carries no parameter services: they stay on the lifecycle node.
     services = {name for name, _ in ros.node.get_service_names_and_types()}
     assert "/kairo/kairo_inference/set_parameters" in services
-    assert not any(name.startswith("/kairo/kairo_inference_data/") for name in services)
+    assert not any("kairo_inference_data/" in name for name in services)
     change = ros.node.create_client(ChangeState, "/kairo/kairo_inference/change_state")
     ros.wait_for_service(change, 10)
 
     def transition(label: str) -> None:
         assert ros.call(change, ChangeState.Request(transition=Transition(label=label)), 10).success, label
 
+    reports = Collector(ros, DiagnosticArray, "/diagnostics")
+
+    def reported(state: str) -> dict[str, str]:
+        """The next report once the node is in `state`: its real lifecycle state, as `ros2 lifecycle get` says."""
+        reports.messages.clear()
+        return diagnostic_values(reports.wait_for(lambda a: diagnostic_values(a)["state"] == state, 10,
+                                                  f"a report in state {state}"))
+
+    assert reported("active")["model_version"] == "v1"
     transition("deactivate")
     wait_until(lambda: scans.get_subscription_count() == 0, 10, "the input subscription gone")
+    inactive = reported("inactive")
+    assert inactive["model_version"] == "" and "no model serving" in inactive["message"]
     transition("cleanup")
     wait_until(lambda: ros.node.count_publishers("/kairo/kairo_inference/prediction") == 0, 10,
                "~/prediction gone")
+    assert reported("unconfigured")["model_version"] == ""
     transition("configure")
     transition("activate")
+    assert reported("active")["model_version"] == "v1"
     wait_matched(scans)
     count = len(answers.snapshot())
     publish_until(lambda: scans.publish(LaserScan(ranges=ranges)), lambda: len(answers.snapshot()) > count, 20,
