@@ -77,8 +77,10 @@ class ParameterSpec:
         """`value` as this parameter's type where that loses nothing (an integer for a double, a list)."""
         if self.kind == "double" and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if self.kind == "string_array" and value is None:
+            return ()  # an empty list in a params file arrives with no type and no value
         if self.kind == "string_array" and isinstance(value, (list, tuple, array.array)):
-            return tuple(value)  # an empty YAML list arrives typed as bytes or booleans: it is still empty
+            return tuple(value)  # an empty list set at runtime arrives typed as bytes or booleans
         return value
 
     def problem(self, value: Any) -> str:

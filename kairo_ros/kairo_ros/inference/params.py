@@ -77,9 +77,9 @@ DEFAULT_EVENTS_TOPIC = "/kairo/model_events"
 SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model_path", "", "Local ONNX file to serve (no backend needed), or package://<package>/<path> "
                   "in an installed package; wins over model_id and robot_id+task. Set while serving a file: "
-                  "hot-swaps to the new file.", check=_model_file, check_text="an existing file"),
+                  "hot-swaps to the new file.", check=_model_file, check_text="empty, or an existing file"),
     ParameterSpec("model_id", "", "Serve the active version of this model (mdl_...); wins over robot_id+task."),
-    ParameterSpec("robot_id", "", "With task: serve the model last promoted for this robot (rob_...)."),
+    ParameterSpec("robot_id", "", "With task: serve the active model of this robot for the task (rob_...)."),
     ParameterSpec("task", "", "With robot_id: the task of the model to serve.", check=_task,
                   check_text="empty | " + " | ".join(TASKS)),
     ParameterSpec("api_url", DEFAULT_API_URL, "Base URL of the Kairo Models API, without /v1.",
