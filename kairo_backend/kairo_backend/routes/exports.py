@@ -86,8 +86,9 @@ def _build_package(model: dict[str, Any], run: dict[str, Any], version: str, onn
             responses={200: {"content": {"application/octet-stream": {}}}})
 def download(filename: str, ctx: Ctx, expires: str = "", sig: str = "") -> FileResponse:
     """The file behind an export's download_url (signed; no key needed)."""
-    if not expires.isdigit() or not security.verify(ctx.secret, filename, int(expires), sig,
-                                                    time.time()):
+    # ASCII digits only, and few: "²" is a digit to isdigit() but not to int()
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or \
+            not security.verify(ctx.secret, filename, int(expires), sig, time.time()):
         raise Forbidden("download link expired or invalid; request the export again")
     m = FILENAME.match(filename)
     if m is None:
