@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import numpy as np
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from kairo_ros.testing.backend import Backend
-from kairo_ros.testing.graph import wait_until
+from kairo_ros.testing.graph import SpinningNode, wait_until
 from kairo_ros.testing.processes import ChildProcess, ProcessGroup, claim_domain_id, isolated_ros_env
 
 DOMAIN_ID, _CLAIM = claim_domain_id()
@@ -20,6 +23,7 @@ os.environ.update(isolated_ros_env(DOMAIN_ID))
 WORK = pathlib.Path(tempfile.mkdtemp(prefix="kairo-bench-inference-"))
 GROUP = ProcessGroup(log_dir=WORK / "logs", env=dict(os.environ))
 ROBOT = "rob_bench1"
+QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class BenchBackend(Backend):
@@ -73,3 +77,49 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - started)
     return out
+
+
+class Loop:
+    """Publishes messages on one topic and counts the answers on another (stamps name the messages)."""
+
+    def __init__(self, ros: SpinningNode, out_topic: str, in_topic: str, answer_type: type,
+                 make: Callable[[int], Any]) -> None:
+        self.make = make
+        self.publisher = ros.node.create_publisher(type(make(0)), out_topic, QOS)
+        self.answered = 0
+        self.last_stamp = -1
+        self.cond = threading.Condition()
+        ros.node.create_subscription(answer_type, in_topic, self._on_answer, QOS)
+        wait_until(lambda: self.publisher.get_subscription_count() > 0, 30, f"a subscriber on {out_topic}")
+
+    def _on_answer(self, msg: Any) -> None:
+        with self.cond:
+            self.answered += 1
+            self.last_stamp = msg.header.stamp.sec
+            self.cond.notify_all()
+
+    def send(self, index: int) -> None:
+        self.publisher.publish(self.make(index))
+
+    def ping(self, index: int) -> float:
+        started = time.perf_counter()
+        with self.cond:
+            self.send(index)
+            if not self.cond.wait_for(lambda: self.last_stamp == index, timeout=5.0):
+                raise TimeoutError(f"no answer to message {index}")
+        return time.perf_counter() - started
+
+    def flood(self, count: int, window: int, first: int) -> tuple[float, int]:
+        """Send `count` messages with at most `window` unanswered; (rate Hz, dropped)."""
+        start_answered = self.answered
+        started = time.perf_counter()
+        for i in range(count):
+            with self.cond:
+                if not self.cond.wait_for(lambda i=i: i - (self.answered - start_answered) < window, timeout=5.0):
+                    break
+            self.send(first + i)
+        with self.cond:
+            self.cond.wait_for(lambda: self.answered - start_answered >= count, timeout=5.0)
+        elapsed = time.perf_counter() - started
+        received = self.answered - start_answered
+        return received / elapsed, count - received

@@ -23,14 +23,11 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-import threading
-import time
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from geometry_msgs.msg import PointStamped
-from inference_common import GROUP, BenchBackend, percentiles, start, timed
+from inference_common import GROUP, BenchBackend, Loop, percentiles, start, timed
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
@@ -41,50 +38,10 @@ QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 FLOOD_CHUNKS = 10
 
 
-class Loop:
-    """Publishes JointStates on one topic and counts the answers on another."""
-
-    def __init__(self, ros: SpinningNode, out_topic: str, in_topic: str, answer_type: type) -> None:
-        self.publisher = ros.node.create_publisher(JointState, out_topic, QOS)
-        self.answered = 0
-        self.last_stamp = -1
-        self.cond = threading.Condition()
-        ros.node.create_subscription(answer_type, in_topic, self._on_answer, QOS)
-        wait_until(lambda: self.publisher.get_subscription_count() > 0, 30, f"a subscriber on {out_topic}")
-
-    def _on_answer(self, msg: Any) -> None:
-        with self.cond:
-            self.answered += 1
-            self.last_stamp = msg.header.stamp.sec
-            self.cond.notify_all()
-
-    def send(self, index: int) -> None:
-        msg = JointState(position=[0.1, 0.2, 0.3])
-        msg.header.stamp.sec = index
-        self.publisher.publish(msg)
-
-    def ping(self, index: int) -> float:
-        started = time.perf_counter()
-        with self.cond:
-            self.send(index)
-            if not self.cond.wait_for(lambda: self.last_stamp == index, timeout=5.0):
-                raise TimeoutError(f"no answer to message {index}")
-        return time.perf_counter() - started
-
-    def flood(self, count: int, window: int, first: int) -> tuple[float, int]:
-        """Send `count` messages with at most `window` unanswered; (rate Hz, dropped)."""
-        start_answered = self.answered
-        started = time.perf_counter()
-        for i in range(count):
-            with self.cond:
-                if not self.cond.wait_for(lambda i=i: i - (self.answered - start_answered) < window, timeout=5.0):
-                    break
-            self.send(first + i)
-        with self.cond:
-            self.cond.wait_for(lambda: self.answered - start_answered >= count, timeout=5.0)
-        elapsed = time.perf_counter() - started
-        received = self.answered - start_answered
-        return received / elapsed, count - received
+def joint_state(index: int) -> JointState:
+    msg = JointState(position=[0.1, 0.2, 0.3])
+    msg.header.stamp.sec = index
+    return msg
 
 
 def measure(echo: Loop, served: Loop, args: argparse.Namespace, ort: tuple[float, float],
@@ -155,8 +112,8 @@ def main() -> int:
         inference = start("kairo_inference", ["kairo_inference", "--ros-args", "-p", f"model_path:={path}",
                                               "-p", "input_qos:=reliable", "--log-level", "warn"])
         with SpinningNode("kairo_bench_client") as ros:
-            echo = Loop(ros, "/bench/echo_in", "/bench/echo_out", JointState)
-            served = Loop(ros, "/joint_states", "/kairo/kairo_inference/prediction", Prediction)
+            echo = Loop(ros, "/bench/echo_in", "/bench/echo_out", JointState, joint_state)
+            served = Loop(ros, "/joint_states", "/kairo/kairo_inference/prediction", Prediction, joint_state)
             target = ros.node.create_publisher(PointStamped, "/target_point", QOS)
             wait_until(lambda: target.get_subscription_count() > 0, 30, "kairo_inference on /target_point")
             target.publish(PointStamped())
