@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sqlite3
 import sys
@@ -31,7 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
     s.add_argument("--workers", type=int, default=1, help="training processes at once")
-    s.add_argument("--max-upload-mb", type=float, default=256.0)
+    s.add_argument("--max-upload-mb", type=float, default=256.0,
+                   help="largest dataset upload request, as sent (413 above)")
+    s.add_argument("--max-dataset-mb", type=float, default=512.0,
+                   help="largest uploaded dataset once decompressed (413 above)")
+    s.add_argument("--max-samples", type=int, default=1_000_000,
+                   help="most samples in an uploaded dataset (413 above)")
     s.add_argument("--torch-threads", type=int, default=None,
                    help="torch threads per training process")
     s.add_argument("--public-url", default=None, help="base URL for download links")
@@ -63,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
+    class _QuietServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # A second SIGINT would make uvicorn skip the app's shutdown (the
+            # dispatcher stopping its workers) and log a CancelledError; the shutdown
+            # is bounded anyway (timeout_graceful_shutdown), so every signal just asks
+            # for it.
+            self.should_exit = True
+
     from kairo_backend.main import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
@@ -81,8 +95,19 @@ def _serve(settings: Settings) -> int:
     print(f"data dir {settings.data_dir}; API docs at http://{host}:{port}/docs", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log,
                             timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    server = _QuietServer(config)
+
+    def stop(_signum: int, _frame: object) -> None:
+        # uvicorn handles SIGINT/SIGTERM while it serves, then raises the signal again
+        # once it has shut down: ending here, quietly, makes that exit 0 and no traceback
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     server.run(sockets=[sock])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # a late signal would meet the default handlers Python restores while it exits
+        signal.signal(sig, signal.SIG_IGN)
     return 0
 
 
@@ -122,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 kw["torch_threads"] = args.torch_threads
             settings = Settings(data_dir=data_dir, host=args.host, port=args.port,
                                 workers=args.workers, max_upload_mb=args.max_upload_mb,
+                                max_dataset_mb=args.max_dataset_mb,
+                                max_dataset_samples=args.max_samples,
                                 public_url=args.public_url, access_log=args.access_log,
                                 **kw)  # type: ignore[arg-type]
             return _serve(settings)

@@ -26,20 +26,29 @@ async def get_context(request: Request) -> Context:
     return ctx
 
 
-async def get_workspace(request: Request) -> str:
-    """The caller's workspace (async: a dict hit, or one indexed read on a miss,
-    cheaper than a hop to the thread pool)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
+WORKSPACE_STATE = "kairo_workspace"  # set by the request gate before the body is read
+
+
+def authenticate(ctx: Context, authorization: str) -> str:
+    """The workspace of the request's key (a dict hit, or one indexed read on a miss)."""
+    scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing API key: send 'Authorization: Bearer kai_live_…'",
                            headers={"WWW-Authenticate": "Bearer"})
-    ctx: Context = request.app.state.ctx
     ws = ctx.store.workspace_for_key(key.strip())
     if ws is None:
         raise Unauthorized("unknown API key; create one with 'kairo-backend keys create'",
                            headers={"WWW-Authenticate": "Bearer"})
     return ws
+
+
+async def get_workspace(request: Request) -> str:
+    """The caller's workspace: the gate (kairo_backend.gate) checked the key of every
+    /v1 request before its body was read."""
+    ws = request.scope.get("state", {}).get(WORKSPACE_STATE)
+    if isinstance(ws, str):
+        return ws
+    return authenticate(request.app.state.ctx, request.headers.get("authorization", ""))
 
 
 Ctx = Annotated[Context, Depends(get_context)]

@@ -84,6 +84,9 @@ _HTTP_CODES = {
 }
 
 
+INTERNAL_MESSAGE = "internal server error; see the backend's log"
+
+
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
@@ -128,7 +131,7 @@ def install_handlers(app: FastAPI) -> None:
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal", "internal server error; see the backend's log")
+        return error_response(500, "internal", INTERNAL_MESSAGE)
 
     app.add_exception_handler(KairoError, kairo_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -12,6 +12,7 @@ from kairo_backend.core import security
 from kairo_backend.core.config import Settings
 from kairo_backend.deps import Context
 from kairo_backend.errors import install_handlers
+from kairo_backend.gate import RequestGate
 from kairo_backend.jobs.dispatcher import Dispatcher
 from kairo_backend.routes import datasets, exports, health, models, runs
 from kairo_backend.store import Store
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
                               "trained models.", lifespan=lifespan)
     app.state.ctx = ctx
     install_handlers(app)
+    app.add_middleware(RequestGate, ctx=ctx)
     for r in (health.router, models.router, runs.router, exports.router, datasets.router):
         app.include_router(r)
     return app

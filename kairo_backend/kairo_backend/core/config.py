@@ -27,7 +27,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1  # training worker processes running at once
-    max_upload_mb: float = 256.0
+    max_upload_mb: float = 256.0  # the upload's request body, as sent (compressed or not)
+    max_dataset_mb: float = 512.0  # an uploaded dataset's arrays, uncompressed
+    max_dataset_samples: int = 1_000_000
     max_queued_runs: int = 100  # per workspace; beyond it POST train answers 429
     torch_threads: int = field(default_factory=_default_threads)
     download_ttl_s: int = 24 * 3600
@@ -35,12 +37,18 @@ class Settings:
     access_log: bool = False
 
     def __post_init__(self) -> None:
+        # resolved once: workers and the CLI run with other working directories
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if self.workers < 1 or self.workers > 64:
             raise ValueError(f"workers must be in 1..64, got {self.workers}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.max_upload_mb <= 0:
             raise ValueError(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+        if self.max_dataset_mb <= 0:
+            raise ValueError(f"max_dataset_mb must be > 0, got {self.max_dataset_mb}")
+        if self.max_dataset_samples < 1:
+            raise ValueError(f"max_dataset_samples must be >= 1, got {self.max_dataset_samples}")
         if self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
 

@@ -1,58 +1,94 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import IO, Any
 
+import anyio
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
-from kairo_backend.deps import Ctx, Workspace
-from kairo_backend.errors import InvalidRequest, NotFound, PayloadTooLarge, ValidationFailed
+from kairo_backend.deps import Context, Ctx, Workspace
+from kairo_backend.errors import InvalidRequest, NotFound, ValidationFailed
 from kairo_backend.schemas.common import ERROR_RESPONSES
-from kairo_backend.schemas.datasets import DatasetList, DatasetPublic, dataset_public
+from kairo_backend.schemas.datasets import UPLOAD_BODY, DatasetList, DatasetPublic, dataset_public
 from kairo_backend.services import create_dataset
-from kairo_backend.training.datasets import load_arrays
+from kairo_backend.training.datasets import read_npz
+from kairo_backend.training.features import validate_features
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
+# One upload decompressed and checked at a time: each may hold up to
+# --max-dataset-mb in memory, so concurrent uploads wait here, not in the pool.
+_ingesting = anyio.Semaphore(1)
 
-@router.post("", status_code=201, response_model=DatasetPublic)
+
+@router.post("", status_code=201, response_model=DatasetPublic,
+             openapi_extra={"requestBody": UPLOAD_BODY})
 async def upload_dataset(request: Request, ctx: Ctx, ws: Workspace) -> dict[str, Any]:
-    """Multipart: `file` (.npz, one array per input/output name), `features` (JSON), `name`."""
-    limit = int(ctx.settings.max_upload_mb * 1e6)
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"upload of {int(length)} bytes is over the limit of {limit} bytes")
+    """Upload a dataset: multipart `file` (.npz, one array per input/output name),
+    `features` (JSON), `name`. The request body is limited by --max-upload-mb, the
+    arrays once decompressed by --max-dataset-mb and --max-samples (413 above)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequest("send multipart/form-data with fields file, features and name")
     try:
+        # the file part is spooled to a temporary file, never held whole in memory
         form = await request.form(max_files=1, max_fields=10)
+    except HTTPException:
+        raise  # the gate's 413
     except Exception as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from exc
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ValidationFailed("file: field required (an .npz file)")
-        if upload.size is not None and upload.size > limit:
-            raise PayloadTooLarge(f"file of {upload.size} bytes is over the limit of {limit}")
-        data = await upload.read()
-        if len(data) > limit:
-            raise PayloadTooLarge(f"file of {len(data)} bytes is over the limit of {limit}")
         raw = form.get("features")
         if not isinstance(raw, str):
             raise ValidationFailed("features: field required (JSON, see docs/features.md)")
-        try:
-            features = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValidationFailed(f"features: not valid JSON ({exc})") from exc
+        features = validate_features(_parse_features(raw))
         name = form.get("name")
         if not isinstance(name, str) or not name.strip():
             name = upload.filename or "dataset"
-        arrays = load_arrays(data)
+        async with _ingesting:
+            # reading, checking and compressing are CPU and file work: off the event loop
+            ds = await run_in_threadpool(_ingest, ctx, ws, name.strip()[:200], upload.file,
+                                         features)
     finally:
         await form.close()
-    ds = create_dataset(ctx.settings, ctx.store, ws, name.strip()[:200], arrays, features)
     return dataset_public(ds)
+
+
+def _parse_features(raw: str) -> Any:
+    try:
+        doc = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        json.dumps(doc, ensure_ascii=False).encode()  # stored and answered as UTF-8
+    except UnicodeEncodeError as exc:
+        raise ValidationFailed("features: holds an invalid \\u escape (a lone surrogate); "
+                               "send UTF-8 text") from exc
+    except (ValueError, RecursionError) as exc:  # incl. JSONDecodeError, huge integers
+        raise ValidationFailed(f"features: not valid JSON ({exc})") from exc
+    return doc
+
+
+def _not_json(word: str) -> Any:
+    raise ValueError(f"{word} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _ingest(ctx: Context, ws: str, name: str, file: IO[bytes],
+            features: dict[str, Any]) -> dict[str, Any]:
+    file.seek(0)
+    arrays = read_npz(file, max_bytes=int(ctx.settings.max_dataset_mb * 1e6),
+                      max_samples=ctx.settings.max_dataset_samples)
+    return create_dataset(ctx.settings, ctx.store, ws, name, arrays, features)
 
 
 @router.get("", response_model=DatasetList)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel
 
 
 class ErrorDetail(BaseModel):
@@ -16,6 +18,20 @@ class Health(BaseModel):
     status: str
 
 
+def _utf8_text(value: str) -> str:
+    # JSON may escape a lone surrogate (\ud800): Python takes it, UTF-8 cannot hold it
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_utf8_text)]
+# IDs the backend hands out (ds_…, mdl_…, run_…); unknown ones answer 404
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+VERSION_PATTERN = r"^v[0-9]{1,9}$"
+
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 422, 429)
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 422, 429, 503, 507)
 }

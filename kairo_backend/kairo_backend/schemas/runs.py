@@ -1,27 +1,44 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kairo_backend.core.util import iso
+from kairo_backend.schemas.common import ID_PATTERN, Text
+from kairo_backend.training.features import TASKS
+
+ROBOT_ID_PATTERN = r"^rob_[A-Za-z0-9_-]{1,64}$"
 
 
 class TrainConfigIn(BaseModel):
     """Hyperparameters; 0 or absent means the default."""
 
     model_config = ConfigDict(extra="forbid")
-    epochs: int | None = Field(None, ge=0, le=1000, description="1..1000 (default 20)")
-    learning_rate: float | None = Field(None, ge=0, le=1.0, description="(0, 1] (default 1e-3)")
-    batch_size: int | None = Field(None, ge=0, le=4096, description="1..4096 (default 64)")
+    epochs: int | None = Field(None, ge=0, le=1000, description="1..1000 (default 20; 0: the "
+                                                                "default)")
+    learning_rate: float | None = Field(None, ge=0, le=1.0,
+                                        description="(0, 1] (default 1e-3; 0: the default)")
+    batch_size: int | None = Field(None, ge=0, le=4096, description="1..4096 (default 64; 0: "
+                                                                    "the default)")
+
+
+Task = Literal["manipulation", "navigation", "object_detection"]
+assert set(get_args(Task)) == set(TASKS), "schemas.runs.Task must list features.TASKS"
 
 
 class TrainRequest(BaseModel):
-    dataset_id: str = Field(..., description="ID of the preprocessed dataset to train on.")
-    robot_id: str = Field(..., description="Robot this model will be deployed to (rob_…).")
-    task: str = Field(..., description="manipulation, navigation or object_detection.")
-    name: str | None = Field(None, max_length=200, description="Human-readable name.")
-    architecture: str | None = Field(None, description="auto (default), mlp or cnn.")
+    dataset_id: str = Field(..., pattern=ID_PATTERN,
+                            description="ID of the preprocessed dataset to train on (ds_…); "
+                                        "unknown in this workspace: 404.")
+    robot_id: str = Field(..., pattern=ROBOT_ID_PATTERN,
+                          description="Robot this model will be deployed to: rob_ and 1 to 64 "
+                                      "letters, digits, _ or -.")
+    task: Task = Field(..., description="What the model does; the dataset's task must match.")
+    name: Text | None = Field(None, max_length=200, description="Human-readable name.")
+    architecture: Literal["auto", "mlp", "cnn"] | None = Field(
+        None, description="auto (default: mlp for vector tasks, cnn for object_detection), "
+                          "mlp, or cnn (object_detection only).")
     config: TrainConfigIn | None = None
 
 

@@ -9,25 +9,108 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from kairo_backend.errors import ValidationFailed
+from kairo_backend.errors import PayloadTooLarge, ValidationFailed
 from kairo_backend.training.features import dataset_array_names, is_detection
 
 MIN_SAMPLES = 10
+MAX_ARRAYS = 64
+REAL_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+SAVE_HINT = "save the arrays with numpy.savez or numpy.savez_compressed"
+# what a damaged or hostile archive raises while it is read
+_UNREADABLE = (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error,
+               NotImplementedError, RuntimeError, KeyError)
 
 
 def load_arrays(source: Path | bytes) -> dict[str, np.ndarray]:
-    """Read an `.npz` (no pickles); raises ValidationFailed when it is not one."""
+    """Read a stored dataset (checked when it was created; no pickles)."""
     try:
-        f = io.BytesIO(source) if isinstance(source, bytes) else source
-        with np.load(f, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(source) if isinstance(source, bytes) else source,
+                     allow_pickle=False) as npz:
             return {k: np.asarray(npz[k]) for k in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ValidationFailed(f"file: not a readable .npz archive ({exc})") from exc
+
+
+def check_dtype(where: str, dtype: np.dtype[Any]) -> None:
+    if dtype.kind not in REAL_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValidationFailed(f"{where}: dtype {dtype} is not supported; datasets hold real "
+                               "numbers (float, int or bool arrays): convert it, e.g. "
+                               "with .astype(numpy.float32)")
+
+
+def read_npz(source: IO[bytes], *, max_bytes: int, max_samples: int) -> dict[str, np.ndarray]:
+    """Read an untrusted `.npz` (no pickles).
+
+    Every member's header (shape, dtype) and the archive's uncompressed sizes are
+    checked against the limits before anything is decompressed, so a small
+    archive declaring huge arrays costs a few header reads.
+    """
+    try:
+        with zipfile.ZipFile(source) as zf:
+            members = _inspect(zf, max_bytes, max_samples)
+            arrays = {}
+            for name, info in members.items():
+                with zf.open(info) as f:
+                    arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+            return arrays
+    except (PayloadTooLarge, ValidationFailed):
+        raise
+    except _UNREADABLE as exc:
+        raise ValidationFailed(f"file: not a readable .npz archive ({exc}); {SAVE_HINT}") \
+            from exc
+
+
+def _inspect(zf: zipfile.ZipFile, max_bytes: int, max_samples: int) -> dict[str, zipfile.ZipInfo]:
+    infos = zf.infolist()
+    if not infos:
+        raise ValidationFailed(f"file: the .npz holds no arrays; {SAVE_HINT}")
+    if len(infos) > MAX_ARRAYS:
+        raise ValidationFailed(f"file: {len(infos)} members, more than {MAX_ARRAYS}; a dataset "
+                               "holds one array per input and output")
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        if not info.filename.endswith(".npy") or info.is_dir():
+            raise ValidationFailed(f"file: member {info.filename!r} is not a .npy array; "
+                                   f"{SAVE_HINT}")
+        name = info.filename[:-len(".npy")]
+        where = f"file.{name}"
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValidationFailed(f"{where}: .npy format version {version} is not "
+                                       f"supported; {SAVE_HINT}")
+            header_bytes = f.tell()
+        check_dtype(where, dtype)
+        if shape and shape[0] > max_samples:
+            raise PayloadTooLarge(f"{where}: {shape[0]} samples, over the limit of "
+                                  f"{max_samples} (kairo-backend serve --max-samples)")
+        elements = 1
+        for d in shape:
+            elements *= d  # Python ints: an absurd shape cannot overflow
+        declared = elements * dtype.itemsize
+        if declared != info.file_size - header_bytes:
+            raise ValidationFailed(f"{where}: its header declares shape {list(shape)} "
+                                   f"({declared} bytes) but the member holds "
+                                   f"{info.file_size - header_bytes} bytes; the file is "
+                                   f"damaged: {SAVE_HINT}")
+        total += declared
+        if total > max_bytes:
+            raise PayloadTooLarge(f"file: the arrays hold over {total / 1e6:.0f} MB "
+                                  f"uncompressed, over the limit of {max_bytes / 1e6:g} MB "
+                                  "(kairo-backend serve --max-dataset-mb)")
+        members[name] = info
+    return members
 
 
 def check_arrays(arrays: dict[str, np.ndarray], features: dict[str, Any]) -> int:
@@ -58,8 +141,7 @@ def check_arrays(arrays: dict[str, np.ndarray], features: dict[str, Any]) -> int
             raise ValidationFailed(
                 f"file.{name}: per-sample shape {list(arr.shape[1:])} does not match "
                 f"features shape {list(shape)}")
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise ValidationFailed(f"file.{name}: must be numeric, got {arr.dtype}")
+        check_dtype(f"file.{name}", arr.dtype)
         if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
             raise ValidationFailed(f"file.{name}: contains NaN or infinite values")
     if is_detection(features):
@@ -72,8 +154,9 @@ def check_arrays(arrays: dict[str, np.ndarray], features: dict[str, Any]) -> int
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> int:
+    """Store compressed (written aside, then renamed); the file's size."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return path.stat().st_size
