@@ -226,31 +226,34 @@ class DataPath:
         received = time.perf_counter()
         # Uncontended but for a rewiring: then it keeps the endpoints alive until this message is out.
         with self._lock:
-            self._predict(msg, received)
+            failed = self._predict(msg, received)
+        if failed is not None:
+            # Outside the lock: the model server's lock is taken before this one when it rewires.
+            self._on_inference_failed(*failed)
 
-    def _predict(self, msg: Any, received: float) -> None:
+    def _predict(self, msg: Any, received: float) -> tuple[ModelSession, Exception] | None:
+        """Answer one primary message; the model and exception when inference failed."""
         model, wiring = self._serving_model(), self._wiring
         if model is None or wiring is None:
             self._stats.input_dropped(diagnostics.DROP_NO_MODEL)
-            return
+            return None
         primary = wiring.inputs[0]
         try:
             value = primary.reader.read(msg)[None]
         except BadInputError as exc:
             self._stats.input_dropped(diagnostics.DROP_BAD_INPUT)
             self._on_bad_input(exc.code, str(exc))
-            return
+            return None
         if self._missing:
             self._stats.input_dropped(diagnostics.DROP_WAITING)
-            return
+            return None
         feeds = self._feeds
         feeds[primary.entry.name] = value
         try:
             outputs = model.run(feeds)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             self._stats.input_dropped(diagnostics.DROP_INFERENCE)
-            self._on_inference_failed(model, exc)
-            return
+            return model, exc
         if primary.has_header:
             header = msg.header
         else:
@@ -279,3 +282,4 @@ class DataPath:
             prediction.latency.nanosec = int((latency % 1.0) * 1e9)
             publisher.publish(prediction)
         self._stats.prediction_published(latency)
+        return None
