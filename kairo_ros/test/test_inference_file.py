@@ -4,6 +4,7 @@ import pathlib
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Twist
 from inference_helpers import (
     RELIABLE,
     Collector,
@@ -138,3 +139,23 @@ def test_lifecycle_transitions_remove_and_restore_the_data_path(processes, ros, 
     publish_until(lambda: scans.publish(LaserScan(ranges=ranges)), lambda: len(answers.snapshot()) > count, 20,
                   "a prediction after activate again")
     assert node.alive
+
+
+def test_outputs_nobody_reads_are_skipped_and_a_late_subscriber_is_served(processes, ros,  # type: ignore[no-untyped-def]
+                                                                            tmp_path: pathlib.Path) -> None:
+    path = linear_model(features("navigation"), tmp_path / "nav.onnx", model_id="mdl_nav", version="v3")
+    node = start_inference(processes, ros, f"model_path:={path}", "input_qos:=reliable")
+    reports = Collector(ros, DiagnosticArray, "/diagnostics")
+    scans = ros.node.create_publisher(LaserScan, "/scan", RELIABLE)
+    wait_matched(scans)
+    ranges = [1.0] * 64
+    # Nobody reads ~/prediction or /cmd_vel yet: every scan is still answered (counted), only not written.
+    publish_until(lambda: scans.publish(LaserScan(ranges=ranges)),
+                  lambda: any(int(diagnostic_values(a)["predictions"]) >= 3 for a in reports.snapshot()), 20,
+                  "predictions counted with no subscriber")
+    answers = predictions(ros)
+    commands = Collector(ros, Twist, "/cmd_vel")
+    publish_until(lambda: scans.publish(LaserScan(ranges=ranges)),
+                  lambda: bool(answers.snapshot()) and bool(commands.snapshot()), 20,
+                  "a prediction and a command for subscribers that came later")
+    assert answers.snapshot()[0].model_version == "v3" and node.alive
