@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kairo_backend.core.util import iso
+from kairo_backend.schemas.common import VERSION_PATTERN
 from kairo_backend.schemas.runs import Metrics
 
 
@@ -46,13 +47,16 @@ class ModelList(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    version: str = Field(..., description="The version to make active, e.g. v2.")
+    version: str = Field(..., pattern=VERSION_PATTERN,
+                         description="The version to make active, e.g. v2; it must be complete.")
 
 
 class ExportRequest(BaseModel):
-    format: str = Field(..., description="onnx (the model file) or ros2-pkg (a .tar.gz holding "
-                                         "one ROS 2 package).")
-    version: str | None = Field(None, description="vN; empty or absent: the active version.")
+    format: Literal["onnx", "ros2-pkg"] = Field(
+        ..., description="onnx (the model file) or ros2-pkg (a .tar.gz holding one ROS 2 "
+                         "package).")
+    version: str | None = Field(None, pattern=f"{VERSION_PATTERN}|^$",
+                                description="vN; empty or absent: the active version.")
 
 
 class ExportPublic(BaseModel):
