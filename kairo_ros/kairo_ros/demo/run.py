@@ -39,6 +39,7 @@ from kairo_interfaces.action import TrainModel
 from kairo_interfaces.msg import Prediction
 from kairo_ros.demo.curves import save_training_curves
 from kairo_ros.demo.sim_arm import hand_position
+from kairo_ros.spin import StopRequest, ignore_stop_signals
 from kairo_ros.testing.commander import KairoCommander
 from kairo_ros.testing.graph import SpinningNode, wait_until
 from kairo_ros.testing.processes import ProcessGroup, claim_domain_id, free_port, isolated_ros_env
@@ -332,13 +333,16 @@ def main(argv: list[str] | None = None) -> int:
             demo.run()
         failed = False
     except KeyboardInterrupt:
+        # Stopping on request is a normal end (exit code 0), as for every kairo process.
         print("\n[demo] interrupted; stopping every process it started", file=sys.stderr)
-        return 130
+        return 0
     except Exception as exc:  # noqa: BLE001 - the demo reports any failure plainly, then cleans up
         print(f"\n[demo] failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        StopRequest().install()  # a second Ctrl-C must not cut the cleanup short
         demo.close(failed)
+        ignore_stop_signals()
     print(f"[demo] done in {time.monotonic() - started:.0f} s; no kairo process left running")
     return 0
 
