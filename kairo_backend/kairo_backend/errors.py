@@ -9,12 +9,21 @@ KairoError            base; `code` is the stable machine code, `status` the HTTP
 ├── PayloadTooLarge   413 an upload over the size limit
 ├── ValidationFailed  422 a field's value is wrong; the message names the field
 ├── RateLimited       429 too many queued runs; carries Retry-After
-└── Unavailable       503 the backend cannot serve it right now
+├── Unavailable       503 the backend cannot serve it right now (a busy database:
+│                         Retry-After)
+├── ArtifactCorrupted 409 a version's stored model file is empty or does not match its
+│                         recorded sha256 (code artifact_corrupted)
+└── InsufficientStorage 507 the data dir's disk is full (code insufficient_storage)
+
+OSError ENOSPC/EDQUOT and SQLite's "disk is full" become InsufficientStorage,
+SQLite's "database is locked" becomes Unavailable, wherever they arise in a request.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -70,6 +79,46 @@ class Unavailable(KairoError):
     code, status = "unavailable", 503
 
 
+class ArtifactCorrupted(KairoError):
+    code, status = "artifact_corrupted", 409
+
+
+class InsufficientStorage(KairoError):
+    code, status = "insufficient_storage", 507
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# SQLite result codes (sqlite3 names them only from Python 3.11 on)
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+# How long a client should wait before retrying when the database is busy.
+BUSY_RETRY_AFTER_S = 1
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+        or "disk is full" in str(exc))
+
+
+def is_database_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+        or "database is locked" in str(exc))
+
+
+def storage_error(exc: BaseException) -> KairoError | None:
+    """The error to answer for a disk-full or busy-database failure, else None."""
+    if is_disk_full(exc):
+        return InsufficientStorage("the disk of the backend's data dir is full; free space "
+                                   "(delete models or datasets) and retry")
+    if is_database_busy(exc):
+        return Unavailable("the database is busy (another writer holds its lock); retry "
+                           "shortly", headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
+    return None
+
+
 _HTTP_CODES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -81,6 +130,7 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "rate_limited",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -133,7 +183,16 @@ def install_handlers(app: FastAPI) -> None:
         log.exception("unexpected error", exc_info=exc)
         return error_response(500, "internal", INTERNAL_MESSAGE)
 
+    async def storage(request: Request, exc: Exception) -> JSONResponse:
+        mapped = storage_error(exc)
+        if mapped is None:
+            return await unexpected(request, exc)
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, mapped.code, exc)
+        return await kairo_error(request, mapped)
+
     app.add_exception_handler(KairoError, kairo_error)
+    app.add_exception_handler(OSError, storage)
+    app.add_exception_handler(sqlite3.Error, storage)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

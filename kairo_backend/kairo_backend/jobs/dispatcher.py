@@ -11,6 +11,12 @@ server runs again, so that a short outage costs time, not the run. A run
 interrupted a second time ends `failed` with the reason "interrupted", so a
 run that brings the server down cannot do so forever. Its log tells both.
 Queued runs stay queued.
+
+A run always reaches a final state while the server runs: when recording a
+worker's end fails (a full disk, a busy database) the outcome is kept in
+memory, shown by the API, and written as soon as the database takes it; a
+sweep every SWEEP_INTERVAL_S fails any `running` run whose worker process is
+gone without this server having reaped it.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from kairo_backend.core.config import Settings
+from kairo_backend.core.util import now
+from kairo_backend.errors import is_disk_full
 from kairo_backend.store import Store
 
 log = logging.getLogger("kairo_backend.jobs")
@@ -36,6 +45,9 @@ INTERRUPTED = ("interrupted: the backend stopped twice while this run was traini
                "submit the train request again")
 # Re-queues of one run after the server stopped under it.
 MAX_REQUEUES = 1
+DISK_FULL_NOTE = "the disk of the data dir is full"
+# How often running runs are checked for a worker process that is gone.
+SWEEP_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -58,6 +70,9 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._calibration: subprocess.Popen[bytes] | None = None
+        # failures to write still: run id -> (model id, version, reason)
+        self._unrecorded: dict[str, tuple[str, str, str]] = {}
+        self._next_sweep = 0.0
 
     # lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -77,12 +92,16 @@ class Dispatcher:
         for job in jobs:
             job.proc.kill()
             job.proc.wait(timeout=10)
-            run = self.store.get_run(job.run_id)
-            if run is not None:
-                self._interrupted(run)
             job.log_file.close()
-        if self._calibration is not None and self._calibration.poll() is None:
-            self._calibration.kill()
+            try:
+                run = self.store.get_run(job.run_id)
+                if run is not None:
+                    self._interrupted(run)
+            except Exception:  # the next start recovers it
+                log.exception("could not re-queue run %s on stop", job.run_id)
+        if self._calibration is not None:
+            if self._calibration.poll() is None:
+                self._calibration.kill()
             self._calibration.wait(timeout=10)
 
     def recover(self) -> None:
@@ -91,18 +110,21 @@ class Dispatcher:
             if pid and _is_our_worker(pid, run["id"]):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-            self._interrupted(run)
+            try:
+                self._interrupted(run)
+            except Exception:  # noqa: BLE001 - a busy database: the sweep does it later
+                log.exception("could not recover run %s now", run["id"])
 
     def _interrupted(self, run: dict[str, Any]) -> None:
-        """The server stopped under a running run: re-queue it, or fail it the second time."""
-        _remove_tmp(self.settings.artifacts_dir / run["model_id"], run["version"])
-        if run.get("interruptions", 0) < MAX_REQUEUES:
-            self.store.requeue_run(run["id"], "re-queued: the backend stopped while this run was "
-                                              "training; it trains again from the start")
-            log.warning("run %s was interrupted by a stop; re-queued", run["id"])
-        else:
-            self.store.finish_run(run["id"], "failed", error=INTERRUPTED, only_from=("running",))
+        """A server stopped under a running run: re-queue it, or fail it the second time."""
+        if run.get("interruptions", 0) >= MAX_REQUEUES:
+            self._fail(run["id"], run["model_id"], run["version"], INTERRUPTED)
             log.warning("run %s was interrupted again; marked failed", run["id"])
+            return
+        _remove_tmp(self.settings.artifacts_dir / run["model_id"], run["version"])
+        self.store.requeue_run(run["id"], "re-queued: the backend stopped while this run was "
+                                          "training; it trains again from the start")
+        log.warning("run %s was interrupted by a stop; re-queued", run["id"])
 
     def wake(self) -> None:
         self._wake.set()
@@ -125,6 +147,12 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 self._reap()
+                self._record_pending()
+                if time.monotonic() >= self._next_sweep:
+                    self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+                    self._sweep()
+                if self._calibration is not None and self._calibration.poll() is not None:
+                    self._calibration = None  # reaped: no zombie left behind
                 while self.busy() < self.settings.workers and not self._stop.is_set():
                     if not self._start_next():
                         break
@@ -151,10 +179,13 @@ class Dispatcher:
             log_file.close()
             self.store.finish_run(run["id"], "failed", error=f"could not start worker: {exc}")
             return True
-        self.store.set_pid(run["id"], proc.pid)
         with self._lock:
             self._jobs[run["id"]] = _Job(run["id"], run["model_id"], run["version"], proc,
                                          log_file, log_path)
+        try:
+            self.store.set_pid(run["id"], proc.pid)
+        except Exception as exc:  # noqa: BLE001 - the sweep finds the worker by its command line
+            log.warning("could not record the pid of run %s: %s", run["id"], exc)
         log.info("run %s started in process %d", run["id"], proc.pid)
         return True
 
@@ -172,10 +203,53 @@ class Dispatcher:
             if tail:
                 reason += f": {tail}"
             # only when the worker did not record an outcome itself
-            self.store.finish_run(job.run_id, "failed", error=reason, only_from=("running",))
-            run = self.store.get_run(job.run_id)
-            if run is None or run["status"] != "complete":
-                _remove_tmp(self.settings.artifacts_dir / job.model_id, job.version)
+            self._fail(job.run_id, job.model_id, job.version, reason[:500])
+
+    def _fail(self, run_id: str, model_id: str, version: str, reason: str) -> None:
+        """Fail a run that is still `running`, freeing its partial artifact first
+        (on a full disk that is the space the record needs); when the write
+        fails the outcome is shown from memory and written later."""
+        _remove_tmp(self.settings.artifacts_dir / model_id, version)
+        try:
+            self.store.finish_run(run_id, "failed", error=reason, only_from=("running",))
+            run = self.store.get_run(run_id)
+        except Exception as exc:  # noqa: BLE001 - a full disk or a busy database
+            if is_disk_full(exc) and DISK_FULL_NOTE not in reason:
+                reason = f"{reason} ({DISK_FULL_NOTE})"[-500:]
+            if run_id not in self._unrecorded:
+                log.warning("could not record that run %s failed (%s); retrying", run_id, exc)
+            self._unrecorded[run_id] = (model_id, version, reason)
+            self.store.unrecorded[run_id] = {"status": "failed", "error": reason,
+                                             "completed_at": now()}
+            return
+        self._unrecorded.pop(run_id, None)
+        self.store.unrecorded.pop(run_id, None)
+        if run is None:  # the model was deleted meanwhile: leave none of its files
+            self.remove_files(model_id, [run_id])
+
+    def _record_pending(self) -> None:
+        for run_id, (model_id, version, reason) in list(self._unrecorded.items()):
+            self._fail(run_id, model_id, version, reason)
+
+    def _sweep(self) -> None:
+        """Catch runs marked running whose worker process is gone without this
+        server having reaped it (its server died, or this one lost track after
+        an error): re-queued once, as after a stop, then failed."""
+        with self._lock:
+            tracked = set(self._jobs)
+        for run in self.store.running_runs():
+            if run["id"] in tracked or run["id"] in self._unrecorded:
+                continue
+            if _worker_alive(run.get("pid") or 0, run["id"]):
+                continue
+            log.warning("run %s is running but no worker process trains it", run["id"])
+            self._interrupted(run)
+
+    def remove_files(self, model_id: str, run_ids: list[str]) -> None:
+        """A deleted model's artifacts and its runs' log files."""
+        shutil.rmtree(self.settings.artifacts_dir / model_id, ignore_errors=True)
+        for run_id in run_ids:
+            (self.settings.logs_dir / f"{run_id}.log").unlink(missing_ok=True)
 
     def _maybe_calibrate(self) -> None:
         keys = ("manipulation/mlp", "navigation/mlp", "object_detection/cnn")
@@ -200,6 +274,17 @@ def _worker_env() -> dict[str, str]:
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def _worker_alive(pid: int, run_id: str) -> bool:
+    """Whether a worker process trains `run_id` (by its pid, else by a look at every process)."""
+    if pid and _is_our_worker(pid, run_id):
+        return True
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return True  # cannot tell: leave the run alone
+    return any(_is_our_worker(p, run_id) for p in pids)
 
 
 def _is_our_worker(pid: int, run_id: str) -> bool:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -12,6 +11,7 @@ from kairo_backend.jobs.estimate import estimate_duration_s
 from kairo_backend.schemas.common import ERROR_RESPONSES
 from kairo_backend.schemas.models import ModelList, ModelPublic, PromoteRequest, model_public
 from kairo_backend.schemas.runs import TrainAccepted, TrainRequest
+from kairo_backend.services import model_files, verified_artifact
 from kairo_backend.training.config import TrainConfig
 from kairo_backend.training.features import TASKS
 
@@ -97,6 +97,7 @@ def promote(model_id: str, body: PromoteRequest, ctx: Ctx, ws: Workspace) -> dic
     if run["status"] != "complete":
         raise Conflict(f"version {body.version} is {run['status']}, not complete; "
                        "only a complete version can be promoted")
+    verified_artifact(ctx.settings, ctx.store, run)  # 409 artifact_corrupted
     if model["active_version"] != body.version:
         ctx.store.promote(model_id, body.version)
     return _public(ctx, model_or_404(ctx, ws, model_id))
@@ -104,12 +105,18 @@ def promote(model_id: str, body: PromoteRequest, ctx: Ctx, ws: Workspace) -> dic
 
 @router.delete("/{model_id}")
 def delete_model(model_id: str, ctx: Ctx, ws: Workspace) -> dict[str, Any]:
-    """Delete a model, all its versions, runs and artifacts (cancelling its runs)."""
+    """Delete a model, all its versions, runs, logs and artifacts (cancelling its runs).
+
+    Exports of the model in progress finish first; later ones answer 404.
+    """
     model_or_404(ctx, ws, model_id)
-    active = [r for r in ctx.store.list_runs(model_id) if r["status"] in ("queued", "running")]
-    for r in active:
-        ctx.store.finish_run(r["id"], "cancelled", error="model deleted")
-        ctx.dispatcher.kill(r["id"])
-    ctx.store.delete_model(model_id)
-    shutil.rmtree(ctx.settings.artifacts_dir / model_id, ignore_errors=True)
+    with model_files.deleting(model_id):
+        model_or_404(ctx, ws, model_id)  # a concurrent delete may have won
+        active = [r for r in ctx.store.list_runs(model_id)
+                  if r["status"] in ("queued", "running")]
+        for r in active:
+            ctx.store.finish_run(r["id"], "cancelled", error="model deleted")
+            ctx.dispatcher.kill(r["id"])
+        run_ids = ctx.store.delete_model(model_id)
+        ctx.dispatcher.remove_files(model_id, run_ids)
     return {"id": model_id, "deleted": True}

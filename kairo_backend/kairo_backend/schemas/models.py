@@ -17,6 +17,10 @@ class Version(BaseModel):
     metrics: Metrics | None
     artifact_size_mb: float | None
     sha256: str | None
+    artifact_error: str | None = Field(
+        None, description="Set when the stored model file is empty or no longer matches "
+                          "sha256: exports, downloads and promotion answer 409 "
+                          "artifact_corrupted; train the version again.")
 
 
 class Promotion(BaseModel):
@@ -99,7 +103,8 @@ def model_public(model: dict[str, Any], runs: list[dict[str, Any]],
         "versions": [{"version": r["version"], "run_id": r["id"], "status": r["status"],
                       "created_at": iso(r["created_at"]),
                       "metrics": r["metrics"] if r["status"] == "complete" else None,
-                      "artifact_size_mb": r.get("artifact_size_mb"), "sha256": r.get("sha256")}
+                      "artifact_size_mb": r.get("artifact_size_mb"), "sha256": r.get("sha256"),
+                      "artifact_error": r.get("artifact_error")}
                      for r in runs],
         "promotions": [{"at": iso(p["at"]), "from": p["from_version"], "to": p["to_version"]}
                        for p in promotions],

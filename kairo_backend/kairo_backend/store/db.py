@@ -86,8 +86,9 @@ def _loads(v: str | None) -> Any:
 def _run_dict(row: sqlite3.Row, unrecorded: dict[str, dict[str, Any]] | None = None
               ) -> dict[str, Any]:
     d = dict(row)
-    if unrecorded and d["id"] in unrecorded and d["status"] in ACTIVE:
-        d.update(unrecorded[d["id"]])
+    shown = unrecorded.get(d["id"]) if unrecorded else None
+    if shown is not None and d["status"] in ACTIVE:
+        d.update(shown)
     d["config"] = _loads(d["config"])
     d["metrics"] = _loads(d["metrics"])
     d["progress"] = _loads(d["progress"])
@@ -112,7 +113,9 @@ class Store:
             columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:  # a data dir made by an older release
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-        conn.execute("UPDATE api_keys SET id='key_'||substr(key_hash, 1, 12) WHERE id IS NULL")
+        if conn.execute("SELECT 1 FROM api_keys WHERE id IS NULL LIMIT 1").fetchone():
+            conn.execute("UPDATE api_keys SET id='key_'||substr(key_hash, 1, 12)"
+                         " WHERE id IS NULL")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -460,12 +463,14 @@ class Store:
                           (run_id, now(), line))
             return cur.rowcount > 0
 
-    def mark_artifact_error(self, run_id: str, reason: str) -> None:
-        """Record why a complete run's artifact cannot be served (corrupted, empty)."""
+    def mark_artifact_error(self, run_id: str, reason: str | None) -> None:
+        """Record why a complete run's artifact cannot be served (corrupted, empty),
+        or None once it verifies again."""
         with self.tx() as c:
             c.execute("UPDATE runs SET artifact_error=? WHERE id=?", (reason, run_id))
             c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
-                      (run_id, now(), f"artifact refused: {reason}"))
+                      (run_id, now(), f"artifact refused: {reason}" if reason
+                       else "artifact verified again"))
 
     def running_runs(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM runs WHERE status='running'").fetchall()

@@ -9,6 +9,7 @@ the restarted server already marked failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -19,7 +20,13 @@ import time
 import traceback
 from pathlib import Path
 
+from kairo_backend.errors import is_disk_full
+from kairo_backend.exporters.artifacts import file_sha256
 from kairo_backend.store import Store
+from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
+
+# Attempts at recording a failure before leaving it to the server, which keeps trying.
+RECORD_ATTEMPTS = 3
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -34,7 +41,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
     t_start = time.perf_counter()
-    store = Store(data_dir / "kairo.db")
+    store = Store(data_dir / "kairo.db", busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
     job = store.get_run(run_id)
     if job is None or job["status"] != "running":
         return 0
@@ -90,7 +97,7 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
         torch.save({"features": features, "architecture": job["architecture"],
                     "state_dict": setup.wrapper.cpu().state_dict()}, tmp / "model.pt")
         (tmp / "features.json").write_text(json.dumps(features, indent=2))
-        sha = export.sha256_of(onnx_path)
+        sha = file_sha256(onnx_path)
         size_mb = round(onnx_path.stat().st_size / 1e6, 3)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -105,8 +112,10 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
         ok = store.finish_run(run_id, "complete", metrics=metrics, artifact_size_mb=size_mb,
                               sha256=sha, only_from=("running",),
                               line=f"complete: val_accuracy={metrics['val_accuracy']}")
-        if not ok:
+        if not ok:  # cancelled or deleted while exporting
             shutil.rmtree(final, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                model_dir.rmdir()  # the model's last version: leave no empty directory
             return 0
         overhead = (time.perf_counter() - t_start) - result.train_seconds
         store.record_throughput(f"{job['task']}/{job['architecture']}",
@@ -115,10 +124,30 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - any failure fails the run, with its reason
-        traceback.print_exc()
+        with contextlib.suppress(OSError):  # stdout is a file on the data dir's disk
+            traceback.print_exc()
+        # first free what this run wrote: on a full disk that is the space the record needs
+        shutil.rmtree(data_dir / "artifacts" / job["model_id"] / f".{job['version']}.tmp",
+                      ignore_errors=True)
         reason = f"{type(exc).__name__}: {exc}"[:500]
-        store.finish_run(run_id, "failed", error=reason, only_from=("running",))
+        if is_disk_full(exc):
+            reason = f"the disk of the data dir is full ({reason})"[:500]
+        _record_failure(store, run_id, reason)
         return 1
+
+
+def _record_failure(store: Store, run_id: str, reason: str) -> None:
+    """Mark the run failed, retrying a little; if that keeps failing the server's
+    dispatcher records the exit instead (and shows it meanwhile)."""
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            store.finish_run(run_id, "failed", error=reason, only_from=("running",))
+            return
+        except Exception as exc:  # noqa: BLE001 - a full disk or a busy database
+            with contextlib.suppress(OSError):
+                print(f"could not record the failure (attempt {attempt + 1}): {exc}",
+                      flush=True)
+            time.sleep(0.2 * (attempt + 1))
 
 
 def main(argv: list[str] | None = None) -> int:
