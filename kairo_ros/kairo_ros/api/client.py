@@ -53,6 +53,7 @@ from kairo_ros.api.types import (
     TrainAccepted,
     TrainRequest,
 )
+from kairo_ros.files import usual_file_mode
 
 log = logging.getLogger("kairo_ros.api")
 T = TypeVar("T")
@@ -246,6 +247,7 @@ class KairoApiClient:
             fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             tmp = pathlib.Path(tmp_name)
             try:
+                os.fchmod(fd, usual_file_mode())  # the file is the user's: not mkstemp's 0600
                 digest = hashlib.sha256()
                 received = 0
                 timeout = httpx.Timeout(min(op_timeout, remaining))
