@@ -8,6 +8,8 @@ import re
 import tempfile
 from collections.abc import Sequence
 
+from kairo_ros.files import usual_file_mode
+
 # The backend logs one line per epoch: "epoch 3/20 loss=0.012345 val_loss=0.013456 (0.41s)".
 _EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ loss=([0-9.eE+-]+) val_loss=([0-9.eE+-]+)")
 
@@ -55,6 +57,7 @@ def save_training_curves(runs: Sequence[tuple[str, Sequence[str]]], path: pathli
     os.close(fd)
     try:
         fig.savefig(tmp)
+        os.chmod(tmp, usual_file_mode())  # the user's file: not mkstemp's 0600
         os.replace(tmp, path)
     finally:
         plt.close(fig)
