@@ -60,14 +60,18 @@ class InferenceNode(LifecycleNode):
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, namespace=namespace, **kwargs)
-        declare_parameters(self)
         self.params: InferenceParams | None = None
+        # Added before the declaration: rclpy asks the last added callback first, so the specs' checks
+        # refuse a bad model_path before this callback acts on it.
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        declare_parameters(self)
         self.stats = InferenceStats()
         self.server: ModelServer | None = None
         self._client: KairoApiClient | None = None
         self._worker: ModelWorker | None = None
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._events_subscription: Any = None
+        self._waiting_reported = False
         self.data = DataPath(self, self._serving_model, self.stats,
                              on_bad_input=lambda code, message: self._report(code, message, throttle=True),
                              on_inference_failed=self._inference_failed)
@@ -75,7 +79,6 @@ class InferenceNode(LifecycleNode):
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
                                                     callback_group=self._service_group)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         if bool(self.get_parameter("autostart").value) \
                 and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
@@ -175,9 +178,10 @@ class InferenceNode(LifecycleNode):
         assert self.params is not None
         wiring = build_wiring(model.features, self.params.remaps)
         self.data.wire(wiring, input_qos(self.params.input_qos), OUTPUT_QOS)
+        topic = self.data.node.resolve_topic_name  # the names subscribed, after --ros-args remapping
         self.get_logger().info(
-            "wired: " + ", ".join(f"{w.entry.name} <- {w.topic}" for w in wiring.inputs) + "; "
-            + ", ".join(f"{w.entry.name} -> {w.topic}" for w in wiring.outputs))
+            "wired: " + ", ".join(f"{w.entry.name} <- {topic(w.topic)}" for w in wiring.inputs) + "; "
+            + ", ".join(f"{w.entry.name} -> {topic(w.topic)}" for w in wiring.outputs))
 
     def _inference_failed(self, model: ModelSession, exc: Exception) -> None:
         server = self.server
@@ -187,6 +191,7 @@ class InferenceNode(LifecycleNode):
     def _on_server_event(self, event: ServerEvent) -> None:
         logger = self.get_logger()
         if event.kind == model_server.SERVING:
+            self._waiting_reported = False
             self.stats.swapped()
             identity = event.model
             assert identity is not None
@@ -203,6 +208,12 @@ class InferenceNode(LifecycleNode):
             logger.warning(event.message)
         elif event.kind == model_server.INFERENCE_FAILED:
             self._report(event.code, event.message, throttle=True)
+        elif event.kind == model_server.NO_MODEL:
+            # Waiting for a first promotion is a state, not a fault: said once (diagnostics keep it).
+            self.stats.error(event.code, event.message)
+            if not self._waiting_reported:
+                self._waiting_reported = True
+                logger.warning(f"{event.message}; waiting for a promotion (/kairo/promote)")
         else:  # rolled back, no model, a backend error
             self._report(event.code, event.message)
 
