@@ -36,6 +36,10 @@ from kairo_interfaces.msg import Prediction
 log = logging.getLogger("kairo_ros.inference")
 
 try:
+    from rclpy.exceptions import InvalidHandle
+except ImportError:  # Humble keeps it in rclpy.handle
+    from rclpy.handle import InvalidHandle  # type: ignore[no-redef]
+try:
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:  # Humble names the module qos_event
     from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks  # type: ignore[no-redef]
@@ -45,6 +49,8 @@ from kairo_ros.inference.errors import BadInputError
 from kairo_ros.inference.model_session import ModelSession
 from kairo_ros.inference.wiring import DetectionWriter, Wiring
 
+# Queued primary messages answered in one executor round at most, after the one the executor took.
+MAX_QUEUED_PER_ROUND = 16
 # (code, message): a throttled error report; (model, exception): a failed inference.
 ReportBadInput = Callable[[str, str], None]
 ReportInferenceFailed = Callable[[ModelSession, Exception], None]
@@ -223,6 +229,24 @@ class DataPath:
         return on_message
 
     def _on_primary(self, msg: Any) -> None:
+        self._answer(msg)
+        # A burst queues messages on the primary input, and each executor round (a wait set rebuilt in
+        # Python) costs more than answering one: answer what is queued already, a bounded number, so the
+        # other inputs' callbacks still run between bursts.
+        subscription = self._subscriptions[0] if self._subscriptions else None
+        if subscription is None:
+            return
+        for _ in range(MAX_QUEUED_PER_ROUND):
+            try:
+                with subscription.handle:  # rclpy's executor takes messages the same way
+                    taken = subscription.handle.take_message(subscription.msg_type, subscription.raw)
+            except InvalidHandle:  # unwired meanwhile
+                return
+            if taken is None:
+                return
+            self._answer(taken[0])
+
+    def _answer(self, msg: Any) -> None:
         received = time.perf_counter()
         # Uncontended but for a rewiring: then it keeps the endpoints alive until this message is out.
         with self._lock:
