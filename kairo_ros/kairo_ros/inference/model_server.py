@@ -8,7 +8,8 @@ and never by the prediction path: it reads `current`, one attribute, once
 per message, so a swap lands between two messages.
 
 What happens is reported to listeners as `ServerEvent`s (the lifecycle node
-turns them into logs and diagnostics); nothing here knows about ROS, so the
+turns them into logs and diagnostics; a listener must not call back into the
+server's adopt, stop or rollback); nothing here knows about ROS, so the
 swap, rollback, refusal and concurrent-promotion rules are tested with real
 onnxruntime sessions and no DDS.
 
@@ -163,16 +164,17 @@ class ModelServer:
                 if replaced is not None:
                     self._previous = replaced
                 self._served_ticket = ticket
+                # Under the lock, so that listeners see the swaps in the order they happened.
+                self._emit(ServerEvent(SERVING, f"serving {session.identity.model_id or '-'} "
+                                                f"{session.identity.version or '-'}", model=session.identity,
+                                       replaced=replaced.identity if replaced else None,
+                                       provider=session.provider, from_cache=local.from_cache,
+                                       offline_reason=local.offline_reason))
         if refused is not None:
             self._refuse(local.ref, refused.code, f"model refused ({self._keeps()}): {refused}")
             return False
         if self.source is not None and local.ref.model_id:
             self.source.mark_good(local)
-        self._emit(ServerEvent(SERVING, f"serving {session.identity.model_id or '-'} "
-                                        f"{session.identity.version or '-'}", model=session.identity,
-                               replaced=replaced.identity if replaced else None, provider=session.provider,
-                               from_cache=local.from_cache,
-                               offline_reason=local.offline_reason))
         return True
 
     def adopt_file(self, path: str | pathlib.Path) -> bool:
