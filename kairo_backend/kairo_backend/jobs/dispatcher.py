@@ -48,6 +48,8 @@ MAX_REQUEUES = 1
 DISK_FULL_NOTE = "the disk of the data dir is full"
 # How often running runs are checked for a worker process that is gone.
 SWEEP_INTERVAL_S = 1.0
+# Runs claimed this recently are left alone by the sweep.
+SWEEP_GRACE_S = 5.0
 
 
 @dataclass
@@ -165,19 +167,25 @@ class Dispatcher:
         run = self.store.claim_next_run()
         if run is None:
             return False
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.settings.logs_dir / f"{run['id']}.log"
-        log_file = log_path.open("ab")
         cmd = [sys.executable, "-m", "kairo_backend.training.worker",
                "--data-dir", str(self.settings.data_dir), "--run-id", run["id"],
                "--parent-pid", str(os.getpid()), "--threads", str(self.settings.torch_threads)]
+        try:
+            self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+            log_file = log_path.open("ab")
+        except OSError as exc:
+            self._fail(run["id"], run["model_id"], run["version"],
+                       f"could not open the run's log file: {exc}")
+            return True
         try:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file,
                                     stderr=subprocess.STDOUT, env=_worker_env(),
                                     cwd=self.settings.data_dir, start_new_session=True)
         except OSError as exc:
             log_file.close()
-            self.store.finish_run(run["id"], "failed", error=f"could not start worker: {exc}")
+            self._fail(run["id"], run["model_id"], run["version"],
+                       f"could not start worker: {exc}")
             return True
         with self._lock:
             self._jobs[run["id"]] = _Job(run["id"], run["model_id"], run["version"], proc,
@@ -240,6 +248,8 @@ class Dispatcher:
         for run in self.store.running_runs():
             if run["id"] in tracked or run["id"] in self._unrecorded:
                 continue
+            if now() - (run["started_at"] or 0) < SWEEP_GRACE_S:
+                continue  # another server may be starting its worker right now
             if _worker_alive(run.get("pid") or 0, run["id"]):
                 continue
             log.warning("run %s is running but no worker process trains it", run["id"])

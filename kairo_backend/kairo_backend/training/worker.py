@@ -20,7 +20,6 @@ import time
 import traceback
 from pathlib import Path
 
-from kairo_backend.errors import is_disk_full
 from kairo_backend.exporters.artifacts import file_sha256
 from kairo_backend.store import Store
 from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
@@ -129,6 +128,8 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
         # first free what this run wrote: on a full disk that is the space the record needs
         shutil.rmtree(data_dir / "artifacts" / job["model_id"] / f".{job['version']}.tmp",
                       ignore_errors=True)
+        from kairo_backend.errors import is_disk_full  # imports fastapi: only when needed
+
         reason = f"{type(exc).__name__}: {exc}"[:500]
         if is_disk_full(exc):
             reason = f"the disk of the data dir is full ({reason})"[:500]
