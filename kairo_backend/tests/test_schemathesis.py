@@ -17,8 +17,8 @@ from conftest import Server, cli
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
 MIN_CASES = 1000
-# per operation and phase; the count varies with the two workers' interleaving, so
-# this keeps the total well above MIN_CASES (about 1,500)
+# per operation and phase; one worker: CPython 3.11 can fail parsing (ast) in two
+# threads at once, which schemathesis does while generating (about 1,500 cases)
 MAX_EXAMPLES = 80
 
 
@@ -41,7 +41,7 @@ def test_generated_requests_find_no_failure(live: tuple[Server, str], tmp_path: 
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", f"{srv.url}/openapi.json",
            "--phases", "coverage,fuzzing,stateful", "--checks", CHECKS,
            "--header", f"Authorization: Bearer {key}", "--max-examples", str(MAX_EXAMPLES),
-           "--seed", "1", "--workers", "2", "--request-timeout", "60",
+           "--seed", "1", "--workers", "1", "--request-timeout", "60",
            "--generation-database", "none", "--warnings", "off", "--no-color",
            "--report", "json", "--report-json-path", str(report)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
