@@ -27,18 +27,16 @@ UPLOAD_PATH = "/v1/datasets"
 CLOSE_UNREAD_ABOVE = 64 * 1024
 
 
-def body_limit(settings_upload_mb: float, method: str, path: str) -> int:
-    """The most body bytes the route takes: the dataset upload's configured limit,
-    else JSON_BODY_LIMIT."""
+def body_limit(upload_mb: float, method: str, path: str) -> tuple[int, str]:
+    """The most body bytes the route takes, and how the limit reads in a 413: the
+    dataset upload's configured limit, else JSON_BODY_LIMIT."""
     if method == "POST" and path.rstrip("/") == UPLOAD_PATH:
-        return int(settings_upload_mb * 1e6)
-    return JSON_BODY_LIMIT
+        return int(upload_mb * 1e6), f"{upload_mb:g} MB (kairo-backend serve --max-upload-mb)"
+    return JSON_BODY_LIMIT, f"{JSON_BODY_LIMIT} bytes"
 
 
-def too_large(limit: int) -> PayloadTooLarge:
-    what = (f"{limit / 1e6:g} MB (kairo-backend serve --max-upload-mb)"
-            if limit != JSON_BODY_LIMIT else f"{limit} bytes")
-    return PayloadTooLarge(f"request body over the limit of {what} for this route")
+def too_large(limit_text: str) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body over the limit of {limit_text} for this route")
 
 
 def _declared_length(headers: Headers) -> int | None:
@@ -77,13 +75,13 @@ class RequestGate:
             "chunked" in headers.get("transfer-encoding", "").lower()
         close = {"Connection": "close"} if unread_body else {}
         path: str = scope["path"]
-        limit = body_limit(self.ctx.settings.max_upload_mb, scope["method"], path)
+        limit, limit_text = body_limit(self.ctx.settings.max_upload_mb, scope["method"], path)
         try:
             if path == "/v1" or path.startswith("/v1/"):
                 ws = authenticate(self.ctx, headers.get("authorization", ""))
                 scope.setdefault("state", {})[WORKSPACE_STATE] = ws
             if declared is not None and declared > limit:
-                raise too_large(limit)
+                raise too_large(limit_text)
         except KairoError as exc:
             await error_response(exc.status, exc.code, exc.message,
                                  {**exc.headers, **close})(scope, receive, send)
@@ -98,7 +96,7 @@ class RequestGate:
                 received += len(message.get("body", b""))
                 if received > limit:  # a chunked body, or one longer than it declared
                     # an HTTPException: FastAPI passes it through its body parsing
-                    raise HTTPException(413, too_large(limit).message,
+                    raise HTTPException(413, too_large(limit_text).message,
                                         headers={"Connection": "close"})
             return message
 

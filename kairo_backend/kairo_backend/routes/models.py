@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -13,13 +12,8 @@ from kairo_backend.schemas.models import ModelList, ModelPublic, PromoteRequest,
 from kairo_backend.schemas.runs import TrainAccepted, TrainRequest
 from kairo_backend.services import model_files, verified_artifact
 from kairo_backend.training.config import TrainConfig
-from kairo_backend.training.features import TASKS
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
-
-ROBOT_ID = re.compile(r"^rob_[A-Za-z0-9_-]{1,64}$")
-ARCHITECTURES = ("auto", "mlp", "cnn")
-
 
 def _public(ctx: Context, model: dict[str, Any]) -> dict[str, Any]:
     runs = list(reversed(ctx.store.list_runs(model["id"])))
@@ -45,15 +39,8 @@ async def list_models(ctx: Ctx, ws: Workspace) -> Response:
 @router.post("/train", status_code=202, response_model=TrainAccepted)
 def train(body: TrainRequest, ctx: Ctx, ws: Workspace, response: Response) -> dict[str, Any]:
     """Start a new training run: a new version of the model for (robot_id, task)."""
-    if body.task not in TASKS:
-        raise ValidationFailed(f"task: unknown task {body.task!r}; "
-                               f"expected one of {', '.join(TASKS)}")
-    if not ROBOT_ID.match(body.robot_id):
-        raise ValidationFailed(f"robot_id: {body.robot_id!r} must look like rob_<letters/digits>")
-    arch = (body.architecture or "auto").strip().lower() or "auto"
-    if arch not in ARCHITECTURES:
-        raise ValidationFailed(f"architecture: unknown {body.architecture!r}; "
-                               f"expected one of {', '.join(ARCHITECTURES)}")
+    # task, robot_id and architecture are checked by TrainRequest (and shown in the schema)
+    arch = body.architecture or "auto"
     if arch == "auto":
         arch = "cnn" if body.task == "object_detection" else "mlp"
     if arch == "cnn" and body.task != "object_detection":
