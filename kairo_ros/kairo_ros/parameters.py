@@ -7,7 +7,9 @@ old one, and the reason is the answer), the values the node reads, its
 launch arguments and the README's parameter tables (a test compares them).
 
 Numbers are forgiving where ROS is not: `-p poll_period_s:=1` is an integer
-to ROS, and becomes 1.0 for a double parameter.
+to ROS, and becomes 1.0 for a double parameter. This module and the nodes'
+tables import nothing heavy (no HTTP client, numpy or onnxruntime), so that
+launch files can take their arguments from them.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
-
-from kairo_ros.api.errors import KairoArgumentError
 
 if TYPE_CHECKING:
     from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -30,8 +30,11 @@ Value = Union[str, float, int, bool, tuple[str, ...]]  # noqa: UP007 - evaluated
 Check = Callable[[Any], str]
 
 
-class ParameterError(KairoArgumentError):
-    """A parameter value given at start is refused; the message names the parameter and says why."""
+class ParameterError(ValueError):
+    """A parameter value given at start is refused; the message names the parameter and says why.
+
+    A plain ValueError: launch files import this module, and must not need the HTTP client for it.
+    """
 
     code = "invalid_parameter"
 

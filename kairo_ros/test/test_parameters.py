@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,6 +182,23 @@ def test_a_bad_value_at_start_ends_the_node_with_one_line(executable: str, argum
 
 
 # --- one table per node: the dataclass, the config files and the README follow it ---------------------
+def test_the_tables_name_the_same_tasks_and_qos_as_the_node() -> None:
+    from kairo_ros.api import TASKS
+    from kairo_ros.inference import params, wiring
+
+    assert params.TASKS == TASKS and params.INPUT_QOS_CHOICES == wiring.INPUT_QOS_CHOICES
+    for choice in params.INPUT_QOS_CHOICES:
+        wiring.input_qos(choice)
+
+
+def test_launch_files_can_read_the_tables_without_the_node_stack() -> None:
+    """ros2 launch imports the tables: they must not pull in the HTTP client, numpy or onnxruntime."""
+    code = ("import sys, kairo_ros.inference.params, kairo_ros.manager.params; "
+            "print(sorted(m for m in ('httpx', 'numpy', 'onnxruntime', 'rclpy') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
+
+
 def test_each_dataclass_has_a_field_per_parameter() -> None:
     assert [f.name for f in dataclasses.fields(ManagerParams)] == [s.name for s in MANAGER_SPECS]
     assert [f.name for f in dataclasses.fields(InferenceParams)] == [s.name for s in INFERENCE_SPECS]

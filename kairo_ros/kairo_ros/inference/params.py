@@ -12,17 +12,20 @@ import pathlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kairo_ros.api import TASKS
-from kairo_ros.inference.errors import ConfigError
-from kairo_ros.inference.package_uri import resolve_model_path
-from kairo_ros.inference.wiring import INPUT_QOS_CHOICES, parse_topic_remaps
 from kairo_ros.parameters import ParameterSpec, declare, read
 
 if TYPE_CHECKING:
     from rclpy.node import Node
 
+# The launch files import this table, so the checks import the node's modules only when they run.
+TASKS = ("manipulation", "navigation", "object_detection")  # kairo_ros.api.TASKS (a test keeps them equal)
+INPUT_QOS_CHOICES = ("sensor_data", "reliable")  # what wiring.input_qos() makes (a test keeps them equal)
+
 
 def _model_file(value: str) -> str:
+    from kairo_ros.inference.errors import ConfigError
+    from kairo_ros.inference.package_uri import resolve_model_path
+
     if not value.strip():
         return ""
     try:
@@ -52,7 +55,8 @@ def _absolute_topic(value: str) -> str:
 
 
 def _providers(value: tuple[str, ...]) -> str:
-    from kairo_ros.inference.model_session import resolve_providers  # onnxruntime: only when checked
+    from kairo_ros.inference.errors import ConfigError
+    from kairo_ros.inference.model_session import resolve_providers
 
     try:
         resolve_providers([p.strip() for p in value if p.strip()])
@@ -62,6 +66,9 @@ def _providers(value: tuple[str, ...]) -> str:
 
 
 def _topic_remaps(value: tuple[str, ...]) -> str:
+    from kairo_ros.inference.errors import ConfigError
+    from kairo_ros.inference.wiring import parse_topic_remaps
+
     try:
         parse_topic_remaps(value)
     except ConfigError as exc:
@@ -131,6 +138,8 @@ class InferenceParams:
     topic_remaps: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        from kairo_ros.inference.errors import ConfigError
+
         # Each value alone is checked when it is set (SPECS); what is left is how they go together.
         # Precedence: model_path, then model_id, then robot_id + task (a launch file may pass all).
         if not (self.model_path or self.model_id or (self.robot_id and self.task)):
@@ -158,6 +167,9 @@ def declare_parameters(node: Node) -> None:
 
 def read_parameters(node: Node) -> InferenceParams:
     """The node's parameters as one checked value; ConfigError names a bad one."""
+    from kairo_ros.inference.package_uri import resolve_model_path
+    from kairo_ros.inference.wiring import parse_topic_remaps
+
     value = read(node, SPECS)
     return InferenceParams(
         model_path=resolve_model_path(value["model_path"].strip()),

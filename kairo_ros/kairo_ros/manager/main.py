@@ -8,6 +8,7 @@ from rclpy.executors import MultiThreadedExecutor
 
 from kairo_ros.api import KairoError
 from kairo_ros.manager.node import MAX_RUNNING_GOALS, ManagerNode
+from kairo_ros.parameters import ParameterError
 from kairo_ros.spin import run
 
 # Goals block a thread each while they run; the rest serve services and cancels.
@@ -16,7 +17,7 @@ EXECUTOR_THREADS = MAX_RUNNING_GOALS + 8
 
 def main(args: list[str] | None = None) -> None:
     sys.exit(run("kairo_manager", ManagerNode, lambda: MultiThreadedExecutor(num_threads=EXECUTOR_THREADS), args,
-                 usage_errors=(KairoError,)))
+                 usage_errors=(KairoError, ParameterError)))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class ManagerParams:
 
 
 def declare_and_read(node: Node) -> ManagerParams:
-    """Declare SPECS on `node` and read them; a bad value raises ParameterError (a KairoArgumentError)."""
+    """Declare SPECS on `node` and read them; a bad value raises ParameterError."""
     declare(node, SPECS)
     value = read(node, SPECS)
     return ManagerParams(
