@@ -317,6 +317,13 @@ def test_upload_headers_are_checked_before_reading(srv: Server, api: httpx.Clien
     # not an archive of .npy files
     err(upload(api, npz({k: _npy_of(v) for k, v in good.items()} | {"x.txt": b""})), 422,
         "validation_error", "not a .npy")
+    # 100,000 empty members (10 MB): refused from the zip's end record, before its
+    # directory is parsed (zipfile spends ~500 bytes of memory per member on it)
+    many = io.BytesIO()
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(100_000):
+            zf.writestr(f"{i}.npy", b"")
+    err(upload(api, many.getvalue()), 422, "validation_error", "100000 members")
     assert stored_datasets(srv) == before
 
 

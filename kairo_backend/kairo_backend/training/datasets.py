@@ -8,6 +8,7 @@ ids) and `boxes` `[N, 4]` (`center_x, center_y, size_x, size_y` in pixels).
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -20,6 +21,10 @@ from kairo_backend.training.features import dataset_array_names, is_detection
 
 MIN_SAMPLES = 10
 MAX_ARRAYS = 64
+MAX_DIRECTORY_BYTES = 1 << 20  # MAX_ARRAYS members with long names and extras fit well
+_EOCD = struct.Struct("<4s4H2LH")  # zip end of central directory record
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
 REAL_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 SAVE_HINT = "save the arrays with numpy.savez or numpy.savez_compressed"
 # what a damaged or hostile archive raises while it is read
@@ -52,6 +57,12 @@ def read_npz(source: IO[bytes], *, max_bytes: int, max_samples: int) -> dict[str
     archive declaring huge arrays costs a few header reads.
     """
     try:
+        entries, directory_bytes = _directory_size(source)
+        if entries > MAX_ARRAYS or directory_bytes > MAX_DIRECTORY_BYTES:
+            raise ValidationFailed(f"file: the archive lists {entries} members "
+                                   f"({directory_bytes} bytes of directory); a dataset holds "
+                                   f"one array per input and output (at most {MAX_ARRAYS})")
+        source.seek(0)
         with zipfile.ZipFile(source) as zf:
             members = _inspect(zf, max_bytes, max_samples)
             arrays = {}
@@ -64,6 +75,33 @@ def read_npz(source: IO[bytes], *, max_bytes: int, max_samples: int) -> dict[str
     except _UNREADABLE as exc:
         raise ValidationFailed(f"file: not a readable .npz archive ({exc}); {SAVE_HINT}") \
             from exc
+
+
+def _directory_size(f: IO[bytes]) -> tuple[int, int]:
+    """(members, bytes) of a zip's central directory, from its end records alone:
+    zipfile would parse the whole directory (hundreds of bytes of memory per member)
+    before its members could be counted."""
+    f.seek(0, io.SEEK_END)
+    size = f.tell()
+    tail_len = min(size, _EOCD.size + 0xFFFF)  # the record ends with a comment <= 64 KiB
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        raise zipfile.BadZipFile("no end of central directory record")
+    fields = _EOCD.unpack_from(tail, at)
+    entries, directory = fields[4], fields[5]
+    locator = at - _ZIP64_LOCATOR.size
+    if locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        # zip64: the larger record sits right before its locator (where zipfile reads it)
+        record = size - tail_len + locator - _ZIP64_EOCD.size
+        if record >= 0:
+            f.seek(record)
+            raw = f.read(_ZIP64_EOCD.size)
+            if raw[:4] == b"PK\x06\x06":
+                fields64 = _ZIP64_EOCD.unpack(raw)
+                entries, directory = max(entries, fields64[7]), max(directory, fields64[8])
+    return entries, directory
 
 
 def _inspect(zf: zipfile.ZipFile, max_bytes: int, max_samples: int) -> dict[str, zipfile.ZipInfo]:
