@@ -4,10 +4,16 @@ rclpy executors rebuild their wait set over every entity of every node they
 serve on each spin, and a lifecycle node carries many (lifecycle and
 parameter services, the diagnostics timer, the events subscription).
 So the topics a model reads and writes live on a plain node of their own,
-`_<name>_data` (hidden; no parameter or type description services, no rosout), served by a
-SingleThreadedExecutor on one thread: its wait set holds only the input
-subscriptions, and every message is handled on that one thread, without a
+`_<name>_data` (hidden; no parameter or type description services, no rosout), served by
+one thread of its own: its wait set holds only the input subscriptions and
+their QoS events, and every message is handled on that one thread, without a
 hand-off. The lifecycle node keeps everything else on the main executor.
+
+That thread does not run an rclpy executor: with tasks, generators and the
+collection of entities from callback groups, an executor spends 200-400 us a
+message in Python, more than the model. `NodeLoop` waits on this one node's
+few entities directly (rclpy's own wait_for_message does the same), keeping
+each entity's handle in use while it waits, as executors do.
 
 Because only that thread runs the callbacks, the per-message work reuses
 what can be made once per wiring: the outgoing messages, the field plans,
@@ -18,14 +24,16 @@ ModelServer's `current`), so a hot swap lands between two messages.
 from __future__ import annotations
 
 import array
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.guard_condition import GuardCondition
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -49,11 +57,100 @@ from kairo_ros.inference.errors import BadInputError
 from kairo_ros.inference.model_session import ModelSession
 from kairo_ros.inference.wiring import DetectionWriter, Wiring
 
-# Queued primary messages answered in one executor round at most, after the one the executor took.
+# Queued primary messages answered in one wait at most, after the one the wait took.
 MAX_QUEUED_PER_ROUND = 16
 # (code, message): a throttled error report; (model, exception): a failed inference.
 ReportBadInput = Callable[[str, str], None]
 ReportInferenceFailed = Callable[[ModelSession, Exception], None]
+
+
+def _run_to_end(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a waitable's execute(): with plain callbacks it finishes without suspending."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    log.warning("prediction path: an event callback awaited something; it was dropped")
+
+
+class NodeLoop:
+    """Serves the subscriptions and waitables (QoS events) of one node on one thread, until stopped."""
+
+    WAIT_TIMEOUT_NS = 500_000_000  # a stop request or shutdown is seen within this, at the latest
+
+    def __init__(self, node: Node, on_error: Callable[[], None]) -> None:
+        self.node = node
+        self._on_error = on_error
+        self._stopping = False
+        # Triggered when entities come or go, so that the wait starts again over the new set.
+        self._wake = GuardCondition(None, None, context=node.context)
+        self._thread = threading.Thread(target=self._run, name="kairo-inference-data", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.trigger()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping = True
+        if self._thread.is_alive():
+            self.wake()
+            self._thread.join(timeout_s)
+        self._wake.destroy()
+
+    def _run(self) -> None:
+        while not self._stopping and self.node.context.ok():
+            try:
+                self._wait_once()
+            except InvalidHandle:  # an entity was destroyed after the snapshot: wait again over the rest
+                continue
+            except Exception:  # noqa: BLE001 - one bad message must not end the data path
+                if self._stopping or not self.node.context.ok():
+                    return
+                self._on_error()
+
+    def _wait_once(self) -> None:
+        subscriptions = list(self.node.subscriptions)
+        waitables = list(self.node.waitables)
+        context_handle = self.node.context.handle
+        if context_handle is None:  # shut down
+            return
+        ready: list[tuple[Any, Any]] = []
+        events: list[tuple[Any, Any]] = []
+        with contextlib.ExitStack() as in_use:
+            for subscription in subscriptions:
+                in_use.enter_context(subscription.handle)
+            for waitable in waitables:
+                in_use.enter_context(waitable)
+            in_use.enter_context(self._wake.handle)
+            in_use.enter_context(context_handle)
+            events_count = sum(w.get_num_entities().num_events for w in waitables)
+            wait_set = _rclpy.WaitSet(len(subscriptions), 1, 0, 0, 0, events_count, context_handle)
+            wait_set.clear_entities()
+            for subscription in subscriptions:
+                wait_set.add_subscription(subscription.handle)
+            wait_set.add_guard_condition(self._wake.handle)
+            for waitable in waitables:
+                waitable.add_to_wait_set(wait_set)
+            wait_set.wait(self.WAIT_TIMEOUT_NS)
+            ready_pointers = set(wait_set.get_ready_entities("subscription"))
+            for subscription in subscriptions:
+                if subscription.handle.pointer in ready_pointers:
+                    taken = subscription.handle.take_message(subscription.msg_type, subscription.raw)
+                    if taken is not None:
+                        ready.append((subscription.callback, taken[0]))
+            for waitable in waitables:
+                if waitable.is_ready(wait_set):
+                    data = waitable.take_data()
+                    if data is not None:
+                        events.append((waitable, data))
+        # Callbacks run with no handle held, so a rewiring from another thread is never kept waiting.
+        for callback, msg in ready:
+            callback(msg)
+        for waitable, data in events:
+            _run_to_end(waitable.execute(data))
 
 
 class DataPath:
@@ -76,9 +173,8 @@ class DataPath:
                          cli_args=["--ros-args", "-r", f"__node:={data_name}"],
                          start_parameter_services=False, enable_rosout=False,
                          parameter_overrides=[Parameter("start_type_description_service", value=False)])
-        self._executor = SingleThreadedExecutor(context=owner.context)
-        self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name="kairo-inference-data", daemon=True)
+        self._loop = NodeLoop(self.node, lambda: log.exception("prediction path: a callback failed; "
+                                                                "serving goes on"))
         self._lock = threading.Lock()  # endpoints are made and destroyed from lifecycle and worker threads
         self._subscriptions: list[Any] = []
         self._publishers: list[Any] = []
@@ -88,7 +184,8 @@ class DataPath:
         self._output_listened: list[bool] = []
         self._wiring: Wiring | None = None
         self._reset_hot_state(None)
-        self._thread.start()
+        self._closed = False
+        self._loop.start()
 
     # --- endpoints (lifecycle and model worker threads) ------------------------------------------------
     @property
@@ -101,6 +198,7 @@ class DataPath:
                 self._prediction_listened = [False]
                 self._prediction_publisher = self._listened_publisher(
                     Prediction, self._owner_name + "/prediction", qos, self._prediction_listened, 0)
+                self._loop.wake()
 
     def _listened_publisher(self, msg_cls: type, topic: str, qos: QoSProfile, listened: list[bool],
                             index: int) -> Any:
@@ -123,6 +221,7 @@ class DataPath:
     def close_prediction(self) -> None:
         with self._lock:
             if self._prediction_publisher is not None:
+                self._loop.wake()
                 self.node.destroy_publisher(self._prediction_publisher)
                 self._prediction_publisher = None
 
@@ -143,10 +242,12 @@ class DataPath:
             self._emitters = [self._emitter(wiring, index, publisher)
                               for index, publisher in enumerate(self._publishers)]
             self._wiring = wiring
+            self._loop.wake()
 
     def unwire(self) -> None:
         with self._lock:
             self._wiring = None
+            self._loop.wake()  # the wait lets go of the handles, so they are destroyed now
             for subscription in self._subscriptions:
                 self.node.destroy_subscription(subscription)
             for publisher in self._publishers:
@@ -156,28 +257,17 @@ class DataPath:
 
     def shutdown(self) -> None:
         """Stop the thread and destroy the node; safe to call twice."""
-        if self._thread.is_alive():
-            self._executor.shutdown(timeout_sec=2.0)
-            self._thread.join(5.0)
-        if self._executor is not None:
-            self.unwire()
-            self.close_prediction()
-            self.node.destroy_node()
-            self._executor = None  # type: ignore[assignment]
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.stop()
+        self.unwire()
+        self.close_prediction()
+        self.node.destroy_node()
 
     def _topic(self, topic: str) -> str:
         # A private topic (~/x) stays the lifecycle node's, as before the data path had its own node.
         return self._owner_name + topic[1:] if topic.startswith("~") else topic
-
-    def _spin(self) -> None:
-        while True:
-            try:
-                self._executor.spin()
-                return
-            except ExternalShutdownException:
-                return
-            except Exception:  # noqa: BLE001 - one bad message must not end the data path
-                log.exception("prediction path: a callback failed; serving goes on")
 
     def _reset_hot_state(self, wiring: Wiring | None) -> None:
         others = len(wiring.inputs) - 1 if wiring is not None else 0
@@ -230,15 +320,15 @@ class DataPath:
 
     def _on_primary(self, msg: Any) -> None:
         self._answer(msg)
-        # A burst queues messages on the primary input, and each executor round (a wait set rebuilt in
-        # Python) costs more than answering one: answer what is queued already, a bounded number, so the
-        # other inputs' callbacks still run between bursts.
+        # A burst queues messages on the primary input, and each wait (a wait set rebuilt) costs about
+        # as much as answering one: answer what is queued already, a bounded number, so the other
+        # inputs' callbacks still run between bursts.
         subscription = self._subscriptions[0] if self._subscriptions else None
         if subscription is None:
             return
         for _ in range(MAX_QUEUED_PER_ROUND):
             try:
-                with subscription.handle:  # rclpy's executor takes messages the same way
+                with subscription.handle:  # as NodeLoop (and rclpy's executors) take messages
                     taken = subscription.handle.take_message(subscription.msg_type, subscription.raw)
             except InvalidHandle:  # unwired meanwhile
                 return
