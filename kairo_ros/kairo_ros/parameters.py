@@ -104,7 +104,8 @@ class ParameterSpec:
 
     def launch_description(self) -> str:
         """Its description as a launch argument, which overrides the params file only when given."""
-        return f"{self.description} Unset: the params file's value, else {format_value(self.default)}."
+        default = format_value(self.default) if self.default not in ("", ()) else "empty"
+        return f"{self.description} Unset: the params file's value, else {default}."
 
     def parse_launch_value(self, text: str) -> Value:
         """A launch argument's text as this parameter's type; ParameterError says why not."""
