@@ -146,11 +146,18 @@ class NodeLoop:
                     data = waitable.take_data()
                     if data is not None:
                         events.append((waitable, data))
-        # Callbacks run with no handle held, so a rewiring from another thread is never kept waiting.
+        # Callbacks run with no handle held, so a rewiring from another thread is never kept waiting;
+        # one that fails does not cost the others their message.
         for callback, msg in ready:
-            callback(msg)
+            try:
+                callback(msg)
+            except Exception:  # noqa: BLE001 - one bad message must not end the data path
+                self._on_error()
         for waitable, data in events:
-            _run_to_end(waitable.execute(data))
+            try:
+                _run_to_end(waitable.execute(data))
+            except Exception:  # noqa: BLE001
+                self._on_error()
 
 
 class DataPath:
