@@ -55,7 +55,7 @@ fi
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
 
-reqs=("${ros_reqs[@]}" requirements/runtime.txt requirements/backend.txt requirements/dev.txt kairo_backend/pyproject.toml)
+reqs=("${ros_reqs[@]}" requirements/runtime.txt requirements/backend.txt requirements/dev.txt kairo_backend/pyproject.toml kairo_features/setup.py)
 stamp="$venv/.kairo-requirements"
 want="$(for r in "${reqs[@]}"; do if [ -f "$r" ]; then cat "$r"; fi; done | sha256sum | cut -d' ' -f1)-$mode"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
@@ -63,6 +63,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_args=()
   for r in "${reqs[@]}"; do case "$r" in *.txt) pip_args+=(-r "$r");; esac; done
   python -m pip install --quiet --disable-pip-version-check "${pip_args[@]}"
+  # kairo_features first: the backend depends on it (the ROS side gets it from colcon).
+  python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps --config-settings editable_mode=compat -e kairo_features
   if [ -f kairo_backend/pyproject.toml ]; then
     python -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps --config-settings editable_mode=compat -e kairo_backend
   fi
@@ -81,7 +83,7 @@ if [ "$mode" = wheels ]; then
 fi
 say "colcon build"
 colcon --log-base "$_kairo_log" build \
-  --base-paths kairo_interfaces kairo_ros \
+  --base-paths kairo_interfaces kairo_features kairo_ros \
   --build-base "$_kairo_build" --install-base "$_kairo_install" \
   --symlink-install \
   --event-handlers console_cohesion- summary+ \
