@@ -90,6 +90,10 @@ class NodeLoop:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def wake(self) -> None:
         self._wake.trigger()
 
