@@ -13,7 +13,7 @@ _kairo_root="$root"
 distro="$_kairo_distro"
 results="$_kairo_results"
 if [ "$distro" = jazzy ]; then
-  suites=(kairo_backend/tests kairo_ros/test)
+  suites=(kairo_features/test kairo_backend/tests kairo_ros/test)
 else
   suites=(kairo_ros/test)
 fi
