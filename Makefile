@@ -26,8 +26,9 @@ setup:
 lint: setup
 	@bash scripts/lint.sh
 
-# Lint and the backend's tests do not depend on the ROS distro: they run with
-# Jazzy; another distro runs the ROS package's tests (scripts/test.sh).
+# Lint and the tests of kairo_backend and kairo_features (no ROS) do not depend
+# on the ROS distro: they run with Jazzy; another distro runs the ROS
+# package's tests (scripts/test.sh).
 test: setup
 	@if [ "$(wheels_distro)" = jazzy ]; then bash scripts/lint.sh; fi
 	@bash scripts/test.sh

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The tests of every package, one pytest run per package; prints one summary
 # line and fails on any failure or when no test ran. ROS_DISTRO_WHEELS picks
-# the workspace (scripts/distro.sh). The backend has no ROS, so its tests give
-# the same answer on every distro: they run with Jazzy, and Kilted runs only
-# the ROS package's tests (kairo_ros/test).
+# the workspace (scripts/distro.sh). kairo_backend and kairo_features have no
+# ROS, so their tests give the same answer on every distro: they run with
+# Jazzy, and Kilted runs only the ROS package's tests (kairo_ros/test).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
