@@ -71,7 +71,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: pathlib.Path) -> 
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, "".join(lines) + output
+    assert proc.returncode == 0, "".join(lines) + output  # stopping on request is a normal end
     assert "interrupted" in output
     deadline = time.monotonic() + 10
     while marked_processes(mark) and time.monotonic() < deadline:

@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             demo.run()
         failed = False
     except KeyboardInterrupt:
-        # Stopping on request is a normal end (exit code 0), as for every kairo process.
+        # Stopping on request is a normal end (exit code 0), as for every kairo process; --keep-data keeps the logs.
+        failed = False
         print("\n[demo] interrupted; stopping every process it started", file=sys.stderr)
         return 0
     except Exception as exc:  # noqa: BLE001 - the demo reports any failure plainly, then cleans up
