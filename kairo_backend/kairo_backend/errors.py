@@ -17,6 +17,8 @@ KairoError            base; `code` is the stable machine code, `status` the HTTP
 
 OSError ENOSPC/EDQUOT and SQLite's "disk is full" become InsufficientStorage,
 SQLite's "database is locked" becomes Unavailable, wherever they arise in a request.
+Any other exception is unexpected: kairo_backend.gate logs it once (with its
+traceback) and answers 500 `internal`, keeping the connection.
 """
 
 from __future__ import annotations
@@ -179,14 +181,10 @@ def install_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
 
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal", INTERNAL_MESSAGE)
-
     async def storage(request: Request, exc: Exception) -> JSONResponse:
         mapped = storage_error(exc)
         if mapped is None:
-            return await unexpected(request, exc)
+            raise exc  # unexpected: kairo_backend.gate logs it once and answers 500
         log.warning("%s %s: %s (%s)", request.method, request.url.path, mapped.code, exc)
         return await kairo_error(request, mapped)
 
@@ -195,4 +193,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(sqlite3.Error, storage)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    # any other exception: kairo_backend.gate (inside Starlette's ServerErrorMiddleware,
+    # which would log it a second time and drop the connection)

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kairo_backend.deps import WORKSPACE_STATE, Context, authenticate
-from kairo_backend.errors import INTERNAL_MESSAGE, KairoError, PayloadTooLarge, error_response
+from kairo_backend.errors import INTERNAL_MESSAGE, KairoError, PayloadTooLarge, error_response, storage_error
 
 log = logging.getLogger("kairo_backend")
 
@@ -62,11 +62,19 @@ class RequestGate:
 
         try:
             await self._guarded(scope, receive, tracked_send)
-        except Exception:
-            # the one log record of an unexpected error; the connection stays usable
-            log.exception("%s %s: unexpected error", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            where = f"{scope.get('method')} {scope.get('path')}"
+            mapped = storage_error(exc)  # a full disk or a busy database (the key lookup)
+            if mapped is not None:
+                log.warning("%s: %s (%s)", where, mapped.code, exc)
+            else:
+                # the one log record of an unexpected error; the connection stays usable
+                log.exception("%s: unexpected error", where)
             if not started:
-                await error_response(500, "internal", INTERNAL_MESSAGE)(scope, receive, send)
+                status, code, message, headers = (
+                    (mapped.status, mapped.code, mapped.message, mapped.headers) if mapped
+                    else (500, "internal", INTERNAL_MESSAGE, None))
+                await error_response(status, code, message, headers)(scope, receive, send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
