@@ -229,3 +229,11 @@ def test_config_files_follow_the_spec(file: str, node: str, values: dict[str, An
     if file != "kairo.yaml":  # manager.yaml and inference.yaml are the defaults, complete
         assert values == {name: spec.default if not isinstance(spec.default, tuple) else list(spec.default)
                           for name, spec in specs.items()}, f"{file} differs from {node}'s defaults"
+
+
+def test_readme_makes_the_key_before_the_embedded_backend_starts() -> None:
+    readme = (ROOT / "README.md").read_text()
+    launch = readme.index("kairo.launch.py use_embedded_backend:=true")
+    create = readme.rfind("kairo-backend keys create", 0, launch)
+    assert create != -1, "README must show `kairo-backend keys create` before launching use_embedded_backend:=true"
+    assert "export KAIRO_API_KEY=" in readme[create:launch]
