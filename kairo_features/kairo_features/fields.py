@@ -12,6 +12,7 @@ conversion per field.
 
 from __future__ import annotations
 
+import array
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -68,17 +69,45 @@ class FieldPath:
         return as_float32(self.get(msg), self.path)
 
 
+# Scalar types a message field holds (Python's, and numpy's in deserialized messages).
+_SCALARS = frozenset({float, int, bool, np.float32, np.float64, np.int8, np.uint8, np.int16, np.uint16,
+                      np.int32, np.uint32, np.int64, np.uint64, np.bool_})
+_NUMERIC_KINDS = frozenset("biuf")
+
+
+def _not_numeric(value: Any, path: str) -> FieldError:
+    return FieldError(f"field {path!r}: holds {type(value).__name__}, not a number or a sequence of numbers")
+
+
 def as_float32(value: Any, path: str) -> np.ndarray:
-    """A field's value (number, bool, sequence, array.array, numpy array, bytes) as flat float32."""
-    if isinstance(value, _BYTES):
+    """A field's value (number, bool, sequence, array.array, numpy array, bytes) as flat float32.
+
+    Strings are refused, also where numpy would parse them ("1.5").
+    """
+    kind = type(value)
+    if kind is array.array:  # rclpy's numeric sequences
+        if value.typecode == "u":
+            raise _not_numeric(value, path)
+        values = np.asarray(value, dtype=np.float32)
+    elif kind in _SCALARS:
+        return np.array((value,), dtype=np.float32)
+    elif kind is np.ndarray:  # rclpy's fixed arrays, a rosbag library's sequences
+        if value.dtype.kind not in _NUMERIC_KINDS:
+            raise _not_numeric(value, path)
+        values = np.asarray(value, dtype=np.float32)
+    elif kind in _BYTES:
         return np.frombuffer(value, dtype=np.uint8).astype(np.float32)
-    if value is None or isinstance(value, str):
-        raise FieldError(f"field {path!r}: holds {type(value).__name__}, not a number or a sequence of numbers")
-    try:
-        return np.asarray(value, dtype=np.float32).reshape(-1)
-    except (TypeError, ValueError):
-        raise FieldError(f"field {path!r}: holds {type(value).__name__}, "
-                         f"not a number or a sequence of numbers") from None
+    elif kind is list or kind is tuple:
+        try:
+            values = np.asarray(value)
+        except ValueError:  # ragged
+            raise _not_numeric(value, path) from None
+        if values.dtype.kind not in _NUMERIC_KINDS:
+            raise _not_numeric(value, path)
+        values = values.astype(np.float32)
+    else:
+        raise _not_numeric(value, path)
+    return values if values.ndim == 1 else values.reshape(-1)
 
 
 def read_field(message: Any, path: str) -> np.ndarray:
@@ -89,33 +118,72 @@ def read_field(message: Any, path: str) -> np.ndarray:
 class FieldsReader:
     """Reads an entry's dotted paths and concatenates their values (flat float32).
 
-    `size`, when given, is the number of values the entry takes; another count is a FieldError.
+    `size`, when given, is the number of values the entry takes; another
+    count is a FieldError. `read(msg)` is a closure compiled once for these
+    fields, so a read costs no attribute lookups on the reader.
     """
 
-    __slots__ = ("_paths", "_single", "fields", "size")
+    __slots__ = ("fields", "read", "size")
 
     def __init__(self, fields: Sequence[str], size: int | None = None) -> None:
         if not fields:
             raise FieldError("an entry reads at least one field")
         self.fields = tuple(fields)
         self.size = size
-        self._paths = tuple(FieldPath(f) for f in fields)
-        self._single = self._paths[0] if len(self._paths) == 1 else None
+        self.read: Callable[[Any], np.ndarray] = _compile_reader(self.fields, size)
 
-    def read(self, msg: Any) -> np.ndarray:
-        if self._single is not None:
-            values = self._single.read(msg)
+
+def _compile_reader(fields: tuple[str, ...], size: int | None) -> Callable[[Any], np.ndarray]:
+    paths = tuple(FieldPath(f) for f in fields)
+    getter = operator.attrgetter(*fields)  # one C call fetches every path (a tuple when several)
+    asarray, float32, sequence_type = np.asarray, np.float32, array.array
+    expected = -1 if size is None else size
+
+    def wrong_size(values: np.ndarray) -> FieldError:
+        return FieldError(f"got {values.size} values from {', '.join(fields)}; the entry takes {size}")
+
+    if len(fields) == 1:
+        path, name = paths[0], fields[0]
+
+        def read_one(msg: Any) -> np.ndarray:
+            try:
+                raw = getter(msg)
+            except AttributeError:  # a mapping, or a missing field: the slow path says which
+                raw = path.get(msg)
+            # rclpy's numeric sequences inline (the common case on the robot), the rest by as_float32
+            if type(raw) is sequence_type and raw.typecode != "u":
+                values = asarray(raw, dtype=float32)
+            else:
+                values = as_float32(raw, name)
+            if expected >= 0 and values.size != expected:
+                raise wrong_size(values)
+            return values
+        return read_one
+
+    scalars, concatenate = _SCALARS, np.concatenate
+
+    def read_many(msg: Any) -> np.ndarray:
+        try:
+            raw = getter(msg)
+        except AttributeError:
+            raw = tuple(p.get(msg) for p in paths)
+        if scalars.issuperset(map(type, raw)):
+            values = asarray(raw, dtype=float32)
         else:
-            values = np.concatenate([p.read(msg) for p in self._paths])
-        if self.size is not None and values.size != self.size:
-            raise FieldError(f"got {values.size} values from {', '.join(self.fields)}; "
-                             f"the entry takes {self.size}")
+            values = concatenate([as_float32(v, f) for v, f in zip(raw, fields, strict=True)])
+        if expected >= 0 and values.size != expected:
+            raise wrong_size(values)
         return values
+    return read_many
 
 
 def read_fields(message: Any, fields: Sequence[str]) -> np.ndarray:
     """The concatenated values of several dotted paths (flat float32)."""
     return FieldsReader(fields).read(message)
+
+
+_IMAGE_KEYS = ("height", "width", "encoding", "step", "data")
+_IMAGE_FIELDS = operator.attrgetter(*_IMAGE_KEYS)
 
 
 def _attr(msg: Any, name: str) -> Any:
@@ -136,18 +204,24 @@ def image_to_array(msg: Any, shape: Sequence[int]) -> np.ndarray:
     channels: 3 in RGB order, or 1 (luma) . Its height and width must be the shape's.
     """
     channels, height, width = shape
-    msg_height, msg_width, encoding = _attr(msg, "height"), _attr(msg, "width"), _attr(msg, "encoding")
+    try:
+        msg_height, msg_width, encoding, step, data = _IMAGE_FIELDS(msg)
+    except AttributeError:
+        msg_height, msg_width, encoding, step, data = (_attr(msg, k) for k in _IMAGE_KEYS)
     if msg_height != height or msg_width != width:
         raise FieldError(f"image is {msg_width}x{msg_height}; the model takes {width}x{height}; resize it upstream")
     msg_channels = IMAGE_CHANNELS.get(encoding)
     if msg_channels is None:
         raise FieldError(f"encoding {encoding!r} is not supported; publish one of {', '.join(IMAGE_ENCODINGS)}")
     row = width * msg_channels
-    step = _attr(msg, "step") or row
-    data = _as_uint8(_attr(msg, "data"))
+    step = step or row
+    data = _as_uint8(data)
     if step < row or data.size < step * height:
         raise FieldError(f"{data.size} bytes with step {step} cannot hold a {width}x{height} {encoding} image")
-    hwc = data[:step * height].reshape(height, step)[:, :row].reshape(height, width, msg_channels)
+    if step == row and data.size == row * height:
+        hwc = data.reshape(height, width, msg_channels)
+    else:
+        hwc = data[:step * height].reshape(height, step)[:, :row].reshape(height, width, msg_channels)
     if encoding == "mono8":
         mono = hwc[:, :, 0].astype(np.float32)
         return mono[None] if channels == 1 else np.repeat(mono[None], 3, axis=0)
