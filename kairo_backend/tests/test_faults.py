@@ -216,6 +216,9 @@ def test_killed_worker_ends_failed_while_the_database_is_locked(
         print(f"killed worker's run shown failed after {time.monotonic() - t:.2f} s "
               "with the database locked")
         assert run["status"] == "failed" and "signal 9" in run["error"], run
+        listed = next(m for m in api.get("/v1/models").json()["data"]
+                      if m["id"] == long["model_id"])
+        assert listed["versions"][-1]["status"] == "failed", listed  # the cached list too
         assert db_status(server.data_dir, long["run_id"]) == "running"  # not written yet
     assert wait_for(lambda: db_status(server.data_dir, long["run_id"]) == "failed")
     assert api.delete(f"/v1/models/{long['model_id']}").status_code == 200
@@ -267,32 +270,25 @@ def test_a_run_whose_server_died_is_caught_by_another(tmp_path: Path) -> None:
 
 def test_calibration_leaves_no_zombie(server: Server) -> None:
     """The throughput calibration the server started is reaped once it ends."""
-    def calibrated() -> bool:
-        with contextlib.closing(sqlite3.connect(
-                f"file:{server.data_dir / 'kairo.db'}?mode=ro", uri=True, timeout=30)) as c:
-            return bool(c.execute("SELECT COUNT(*) FROM throughput").fetchone()[0] >= 3)
-
-    assert wait_for(calibrated, timeout=300, every=0.5), "calibration never finished"
     assert server.proc is not None
 
-    def calibrating() -> bool:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            with contextlib.suppress(OSError):
-                if b"kairo_backend.training.calibrate" in Path(f"/proc/{pid}/cmdline"
-                                                               ).read_bytes():
-                    return True
-        return False
-
-    assert wait_for(lambda: not calibrating(), timeout=300, every=0.5)
-
-    def zombies() -> list[int]:
+    def children() -> list[tuple[int, str, bytes]]:
+        """(pid, state, command line) of the server's child processes."""
         found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, IndexError, ValueError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                if fields[0] == "Z" and int(fields[1]) == server.proc.pid:  # type: ignore[union-attr]
-                    found.append(int(pid))
+                if int(fields[1]) == server.proc.pid:  # type: ignore[union-attr]
+                    found.append((int(pid), fields[0],
+                                  Path(f"/proc/{pid}/cmdline").read_bytes()))
         return found
 
+    def calibrating() -> bool:
+        return any(b"kairo_backend.training.calibrate" in cmd for _, _, cmd in children())
+
+    def zombies() -> list[int]:
+        return [pid for pid, state, _ in children() if state == "Z"]
+
+    assert wait_for(lambda: not calibrating(), timeout=300, every=0.5), "calibration never ended"
     # the dispatcher reaps within its next pass (0.25 s); allow a loaded machine 10 s
     assert wait_for(lambda: not zombies(), timeout=10), f"zombie children: {zombies()}"

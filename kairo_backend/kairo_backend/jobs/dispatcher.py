@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from kairo_backend.core.config import Settings
 from kairo_backend.core.util import now
-from kairo_backend.errors import is_disk_full
+from kairo_backend.errors import is_disk_full, storage_error
 from kairo_backend.store import Store
 
 log = logging.getLogger("kairo_backend.jobs")
@@ -158,8 +158,11 @@ class Dispatcher:
                 while self.busy() < self.settings.workers and not self._stop.is_set():
                     if not self._start_next():
                         break
-            except Exception:  # keep dispatching whatever one run did
-                log.exception("dispatcher step failed")
+            except Exception as exc:  # keep dispatching whatever one run did
+                if storage_error(exc) is not None:  # a busy database, a full disk: retried
+                    log.warning("dispatcher step postponed: %s", exc)
+                else:
+                    log.exception("dispatcher step failed")
             self._wake.wait(timeout=0.25)
             self._wake.clear()
 
@@ -226,12 +229,12 @@ class Dispatcher:
                 reason = f"{reason} ({DISK_FULL_NOTE})"[-500:]
             if run_id not in self._unrecorded:
                 log.warning("could not record that run %s failed (%s); retrying", run_id, exc)
+                self.store.show_unrecorded(run_id, {"status": "failed", "error": reason,
+                                                    "completed_at": now()})
             self._unrecorded[run_id] = (model_id, version, reason)
-            self.store.unrecorded[run_id] = {"status": "failed", "error": reason,
-                                             "completed_at": now()}
             return
         self._unrecorded.pop(run_id, None)
-        self.store.unrecorded.pop(run_id, None)
+        self.store.show_unrecorded(run_id, None)
         if run is None:  # the model was deleted meanwhile: leave none of its files
             self.remove_files(model_id, [run_id])
 

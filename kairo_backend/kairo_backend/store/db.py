@@ -463,6 +463,15 @@ class Store:
                           (run_id, now(), line))
             return cur.rowcount > 0
 
+    def show_unrecorded(self, run_id: str, fields: dict[str, Any] | None) -> None:
+        """Show `fields` over the run's row until its outcome is written (None: written)."""
+        if fields is None:
+            if self.unrecorded.pop(run_id, None) is None:
+                return
+        else:
+            self.unrecorded[run_id] = fields
+        self._writes += 1  # cached answers built before are stale
+
     def mark_artifact_error(self, run_id: str, reason: str | None) -> None:
         """Record why a complete run's artifact cannot be served (corrupted, empty),
         or None once it verifies again."""
