@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel
+
+from kairo_backend.training.features import TASKS
+
+Task = Literal["manipulation", "navigation", "object_detection"]
+assert set(get_args(Task)) == set(TASKS), "schemas.common.Task must list features.TASKS"
+RunStatus = Literal["queued", "running", "complete", "failed", "cancelled"]
+ModelStatus = Literal["training", "ready", "active", "failed"]
+ExportFormat = Literal["onnx", "ros2-pkg"]
 
 
 class ErrorDetail(BaseModel):

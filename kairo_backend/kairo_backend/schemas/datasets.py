@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kairo_backend.core.util import iso
+from kairo_backend.schemas.common import Task
 
 # The upload's multipart body (the route parses it itself, to stream the file and
 # keep its own error messages); what the route requires, said in the schema.
@@ -31,7 +32,7 @@ UPLOAD_BODY: dict[str, Any] = {
 class DatasetPublic(BaseModel):
     id: str
     name: str
-    task: str
+    task: Task
     samples: int
     features: dict[str, Any]
     created_at: str

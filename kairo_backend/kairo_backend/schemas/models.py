@@ -1,18 +1,18 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kairo_backend.core.util import iso
-from kairo_backend.schemas.common import VERSION_PATTERN
+from kairo_backend.schemas.common import VERSION_PATTERN, ExportFormat, ModelStatus, RunStatus, Task
 from kairo_backend.schemas.runs import Metrics
 
 
 class Version(BaseModel):
     version: str
     run_id: str
-    status: str
+    status: RunStatus
     created_at: str
     metrics: Metrics | None
     artifact_size_mb: float | None
@@ -33,8 +33,8 @@ class Promotion(BaseModel):
 class ModelPublic(BaseModel):
     id: str
     name: str
-    task: str
-    status: str
+    task: Task
+    status: ModelStatus
     active_version: str | None
     accuracy: float | None
     robot_id: str
@@ -56,7 +56,7 @@ class PromoteRequest(BaseModel):
 
 
 class ExportRequest(BaseModel):
-    format: Literal["onnx", "ros2-pkg"] = Field(
+    format: ExportFormat = Field(
         ..., description="onnx (the model file) or ros2-pkg (a .tar.gz holding one ROS 2 "
                          "package).")
     version: str | None = Field(None, pattern=f"{VERSION_PATTERN}|^$",
@@ -66,7 +66,7 @@ class ExportRequest(BaseModel):
 class ExportPublic(BaseModel):
     download_url: str
     expires_at: str
-    format: str
+    format: ExportFormat
     size_mb: float
     sha256: str
     version: str

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kairo_backend.core.util import iso
-from kairo_backend.schemas.common import ID_PATTERN, Text
-from kairo_backend.training.features import TASKS
+from kairo_backend.schemas.common import ID_PATTERN, RunStatus, Task, Text
 
 ROBOT_ID_PATTERN = r"^rob_[A-Za-z0-9_-]{1,64}$"
 
@@ -21,10 +20,6 @@ class TrainConfigIn(BaseModel):
                                         description="(0, 1] (default 1e-3; 0: the default)")
     batch_size: int | None = Field(None, ge=0, le=4096, description="1..4096 (default 64; 0: "
                                                                     "the default)")
-
-
-Task = Literal["manipulation", "navigation", "object_detection"]
-assert set(get_args(Task)) == set(TASKS), "schemas.runs.Task must list features.TASKS"
 
 
 class TrainRequest(BaseModel):
@@ -45,7 +40,7 @@ class TrainRequest(BaseModel):
 class TrainAccepted(BaseModel):
     model_id: str
     run_id: str
-    status: str
+    status: Literal["queued"]
     position_in_queue: int
     estimated_duration_s: int
 
@@ -70,7 +65,7 @@ class Progress(BaseModel):
 class RunPublic(BaseModel):
     run_id: str
     model_id: str
-    status: str
+    status: RunStatus
     started_at: str | None
     completed_at: str | None
     duration_s: float | None
@@ -79,7 +74,7 @@ class RunPublic(BaseModel):
     artifact_size_mb: float | None
     created_at: str
     dataset_id: str
-    task: str
+    task: Task
     config: dict[str, Any]
     architecture: str
     position_in_queue: int
