@@ -308,8 +308,9 @@ def test_upload_headers_are_checked_before_reading(srv: Server, api: httpx.Clien
     members = {k: _npy_of(v) for k, v in good.items()}
     members["target"] = npy((10**13, 3), "<f8", bytes(48))
     err(upload(api, npz(members)), 413, "payload_too_large", "samples")
-    members["target"] = npy((5, 3), "<f8", bytes(48))  # header and data disagree
-    err(upload(api, npz(members)), 422, "validation_error", "file.target", "damaged")
+    for shape in ((5, 3), (-2, -3)):  # header and data disagree; negative sizes
+        members["target"] = npy(shape, "<f8", bytes(48))
+        err(upload(api, npz(members)), 422, "validation_error", "file.target", "damaged")
     bad_header = npy((20, 2), "<f8").replace(b"(20, 2)", b"(1e13, 2)")
     members["target"] = bad_header
     r = upload(api, npz(members))

@@ -130,6 +130,9 @@ def _inspect(zf: zipfile.ZipFile, max_bytes: int, max_samples: int) -> dict[str,
                                        f"supported; {SAVE_HINT}")
             header_bytes = f.tell()
         check_dtype(where, dtype)
+        if any(d < 0 for d in shape):
+            raise ValidationFailed(f"{where}: its header declares shape {list(shape)}; the "
+                                   f"file is damaged: {SAVE_HINT}")
         if shape and shape[0] > max_samples:
             raise PayloadTooLarge(f"{where}: {shape[0]} samples, over the limit of "
                                   f"{max_samples} (kairo-backend serve --max-samples)")
