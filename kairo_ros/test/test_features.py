@@ -1,101 +1,97 @@
-"""The features description parser: the documented defaults parse, bad keys are named."""
+"""One features contract on both sides: the robot reads real rclpy messages with kairo_features,
+and every model the backend trains loads on the robot.
 
+The parser's own cases live in kairo_features/test; these are the checks
+that need rclpy message classes, the real trainer (torch) and the robot's
+model loader (onnxruntime).
+"""
+
+from __future__ import annotations
+
+import array
 import json
+import pathlib
 
+import numpy as np
+import onnx
 import pytest
-from onnx_models import DEFAULT_FEATURES, features, metadata_for
+from geometry_msgs.msg import PointStamped, Twist
+from sensor_msgs.msg import Image, Imu, JointState, LaserScan
+from std_msgs.msg import Bool, Float64MultiArray
 
-from kairo_ros.api import KairoError
-from kairo_ros.features import (
-    META_FEATURES,
-    FeaturesError,
-    features_from_metadata,
-    parse_features,
-)
-
-
-@pytest.mark.parametrize("task", sorted(DEFAULT_FEATURES))
-def test_default_wiring_parses(task: str) -> None:
-    parsed = parse_features(json.dumps(DEFAULT_FEATURES[task]))
-    assert parsed.task == task
-    assert parsed.primary.name == DEFAULT_FEATURES[task]["inputs"][0]["name"]
-    assert [e.topic for e in parsed.outputs] == [e["topic"] for e in DEFAULT_FEATURES[task]["outputs"]]
+from kairo_features.fields import FieldError, FieldsReader, ImageReader, read_field
+from kairo_features.schema import META_FEATURES, features_from_metadata, parse_features
+from kairo_features.tasks import TASKS, default_features
+from kairo_ros.inference.model_session import ModelSession
 
 
-def test_manipulation_details() -> None:
-    parsed = parse_features(features("manipulation"))
-    target = parsed.inputs[1]
-    assert target.fields == ("point.x", "point.y") and target.shape == (2,) and target.size == 2
-    assert parsed.graph_output_names() == ("joint_commands",)
-    assert parsed.tolerance == 0.05
+def test_rclpy_sequences_arrays_and_scalars() -> None:
+    joints = JointState(position=[0.1, 0.2, 0.3])
+    assert isinstance(joints.position, array.array)
+    assert np.allclose(read_field(joints, "position"), [0.1, 0.2, 0.3])
+    target = PointStamped()
+    target.point.x, target.point.y = 1.5, -2.5
+    assert FieldsReader(["point.x", "point.y"], 2).read(target).tolist() == [1.5, -2.5]
+    imu = Imu()
+    imu.orientation_covariance[4] = 7.0  # a fixed float64[9]: a numpy array in rclpy
+    assert read_field(imu, "orientation_covariance").tolist()[4] == 7.0
+    assert read_field(Bool(data=True), "data").tolist() == [1.0]
+    assert read_field(Float64MultiArray(data=[1.0, 2.0]), "data").dtype == np.float32
+    scan = LaserScan(ranges=[float(i) for i in range(64)])
+    assert FieldsReader(["ranges"], 64).read(scan).tolist() == list(range(64))
+    twist = Twist()
+    twist.linear.x, twist.angular.z = 0.5, -0.25
+    assert FieldsReader(["linear.x", "angular.z"], 2).read(twist).tolist() == [0.5, -0.25]
 
 
-def test_detection_details() -> None:
-    parsed = parse_features(features("object_detection"))
-    assert parsed.is_detection and parsed.classes == ("circle", "square", "triangle")
-    assert parsed.primary.is_image and parsed.primary.encoding == "rgb8" and parsed.primary.shape == (3, 32, 32)
-    assert parsed.graph_output_names() == ("scores", "boxes")
+def test_rclpy_errors_name_the_field() -> None:
+    with pytest.raises(FieldError, match=r"^field 'point\.w': PointStamped has no such field"):
+        read_field(PointStamped(), "point.w")
+    with pytest.raises(FieldError, match=r"^field 'name': holds list, not a number"):
+        read_field(JointState(name=["a"]), "name")
+    with pytest.raises(FieldError, match=r"^field 'header\.frame_id': holds str"):
+        read_field(PointStamped(), "header.frame_id")
+    with pytest.raises(FieldError, match="got 2 values from position; the entry takes 3"):
+        FieldsReader(["position"], 3).read(JointState(position=[0.0, 1.0]))
 
 
-def test_normalisation_is_read_and_checked() -> None:
-    doc = features("manipulation")
-    doc["inputs"][0]["normalise"] = {"mean": [0, 0.5, 1], "std": [1, 2, 3]}
-    assert parse_features(doc).inputs[0].normalisation.std == (1.0, 2.0, 3.0)  # type: ignore[union-attr]
-    doc["inputs"][0]["normalise"] = {"mean": [0, 0], "std": [1, 1]}
-    with pytest.raises(FeaturesError, match=r"^features\.inputs\[0\]\.normalise\.mean: has 2 values; the entry has 3"):
-        parse_features(doc)
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8"])
+def test_rclpy_images(encoding: str) -> None:
+    channels = 1 if encoding == "mono8" else 3
+    pixels = np.arange(4 * 5 * channels, dtype=np.uint8).reshape(4, 5, channels)
+    msg = Image(height=4, width=5, encoding=encoding, step=5 * channels, data=pixels.tobytes())
+    out = ImageReader((3, 4, 5)).read(msg)
+    rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[:, :, ::-1] if encoding == "bgr8" else pixels
+    assert out.shape == (3, 4, 5) and np.array_equal(out, rgb.transpose(2, 0, 1))
 
 
-@pytest.mark.parametrize(("mutate", "key"), [
-    (lambda d: d.pop("task"), r"features\.task"),
-    (lambda d: d.update(task="juggling"), r"features\.task"),
-    (lambda d: d.update(schema="kairo.features/9"), r"features\.schema"),
-    (lambda d: d.update(inputs=[]), r"features\.inputs"),
-    (lambda d: d["inputs"][1].pop("type"), r"features\.inputs\[1\]\.type"),
-    (lambda d: d["inputs"][1].update(type="geometry_msgs/PointStamped"), r"features\.inputs\[1\]\.type"),
-    (lambda d: d["inputs"][0].update(shape=[0]), r"features\.inputs\[0\]\.shape"),
-    (lambda d: d["inputs"][0].update(shape="3"), r"features\.inputs\[0\]\.shape"),
-    (lambda d: d["inputs"][0].update(name="Joint Positions"), r"features\.inputs\[0\]\.name"),
-    (lambda d: d["inputs"][0].update(topic="joint_states"), r"features\.inputs\[0\]\.topic"),
-    (lambda d: d["inputs"][0].update(fields=[]), r"features\.inputs\[0\]\.fields"),
-    (lambda d: d["inputs"][0].update(fields=["position[0]"]), r"features\.inputs\[0\]\.fields"),
-    (lambda d: d["outputs"][0].update(name="target"), r"features: names must be unique; repeated: target"),
-    (lambda d: d.update(tolerance=-1), r"features\.tolerance"),
-    (lambda d: d["inputs"][0].update(encoding="rgb8"), r"features\.inputs\[0\]\.encoding"),
-])
-def test_bad_documents_name_the_key(mutate, key: str) -> None:  # type: ignore[no-untyped-def]
-    doc = features("manipulation")
-    mutate(doc)
-    with pytest.raises(FeaturesError, match=f"^{key}") as info:
-        parse_features(doc)
-    assert isinstance(info.value, KairoError) and info.value.code == "bad_features"
+@pytest.fixture(scope="module")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
+    """One model per task, trained for one epoch by the backend's real trainer and exported as it exports."""
+    from kairo_backend.training.config import TrainConfig
+    from kairo_backend.training.demo import make_demo
+    from kairo_backend.training.export import export_onnx
+    from kairo_backend.training.nets import resolve_architecture
+    from kairo_backend.training.trainer import fit, prepare
+
+    models = {}
+    for task in TASKS:
+        arrays, features = make_demo(task, samples=64)
+        setup = prepare(arrays, features, resolve_architecture(None, task), TrainConfig(epochs=1, batch_size=32),
+                        device="cpu")
+        fit(setup)
+        path = tmp_path_factory.mktemp(task) / "model.onnx"
+        export_onnx(setup.wrapper, path, model_id="mdl_contract", version="v1")
+        models[task] = path
+    return models
 
 
-def test_detection_rules() -> None:
-    doc = features("object_detection")
-    doc["classes"] = ["only_one"]
-    with pytest.raises(FeaturesError, match=r"^features\.classes"):
-        parse_features(doc)
-    doc = features("object_detection")
-    doc["inputs"][0]["shape"] = [4, 32, 32]
-    with pytest.raises(FeaturesError, match=r"^features\.inputs\[0\]\.shape"):
-        parse_features(doc)
-    doc = features("object_detection")
-    doc["inputs"][0]["encoding"] = "yuv422"
-    with pytest.raises(FeaturesError, match=r"^features\.inputs\[0\]\.encoding"):
-        parse_features(doc)
-
-
-def test_not_json() -> None:
-    with pytest.raises(FeaturesError, match="^features: is not valid JSON"):
-        parse_features("{inputs: nope")
-
-
-def test_from_metadata() -> None:
-    doc = features("navigation")
-    meta = metadata_for(doc, "mdl_a", "v3")
-    assert features_from_metadata(meta).primary.name == "scan"
-    with pytest.raises(FeaturesError, match=r"^kairo\.features: the ONNX file has no features description"):
-        features_from_metadata({k: v for k, v in meta.items() if k != META_FEATURES})
-    with pytest.raises(FeaturesError, match=r"^kairo\.task"):
-        features_from_metadata({**meta, "kairo.task": "manipulation"})
+@pytest.mark.parametrize("task", TASKS)
+def test_every_model_the_backend_trains_loads_on_the_robot(task: str, trained_models: dict[str, pathlib.Path]) -> None:
+    path = trained_models[task]
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    features = features_from_metadata(metadata)
+    assert features == parse_features(default_features(task))
+    assert json.loads(metadata[META_FEATURES]) == features.to_document()
+    session = ModelSession.load(path, ["CPUExecutionProvider"], 1)  # the robot's checks, graph included
+    assert session.features.wiring_key() == features.wiring_key() and session.identity.model_id == "mdl_contract"
