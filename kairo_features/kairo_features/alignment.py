@@ -31,11 +31,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from kairo_features.schema import BOX_SIZE, FeatureEntry, Features
+from kairo_features.schema import BOX_SIZE, Features
 
 __all__ = ["DEFAULT_MAX_DELAY_NS", "Aligner", "Sample"]
 
 DEFAULT_MAX_DELAY_NS = 1_000_000_000
+_FLOAT32 = np.dtype(np.float32)
 
 # Order of messages with equal stamps: other inputs (at or before the
 # trigger), then the trigger, then outputs (at or after it).
@@ -95,13 +96,20 @@ class Aligner:
         self._trigger = features.trigger.name
         self._others = tuple(e.name for e in features.inputs[1:])
         self._outputs = tuple(e.name for e in features.outputs)
-        self._entries: dict[str, tuple[int, FeatureEntry]] = {}
+        # name (or unique topic) -> (name, kind, shape, size): one dict lookup per message
+        self._lookup: dict[str, tuple[str, int, tuple[int, ...], int]] = {}
         by_topic: dict[str, list[str]] = {}
         for entry in features.entries:
             kind = _OUTPUT if entry.is_output else _TRIGGER if entry.name == self._trigger else _INPUT
-            self._entries[entry.name] = (kind, entry)
+            shape = (1 + BOX_SIZE,) if entry.is_detection else entry.shape
+            self._lookup[entry.name] = (entry.name, kind, shape, math.prod(shape))
             by_topic.setdefault(topics.get(entry.name, entry.topic), []).append(entry.name)
+        for topic, names in by_topic.items():
+            if len(names) == 1:
+                self._lookup[topic] = self._lookup[names[0]]
         self._by_topic = by_topic
+        self._order = tuple((e.name, e.is_detection) for e in features.entries)
+        self._plain = frozenset(e.name for e in features.entries if not e.is_detection)
         self._heap: list[tuple[int, int, int, str, Any]] = []
         self._seq = 0
         self._newest = -math.inf  # the newest stamp seen
@@ -112,36 +120,38 @@ class Aligner:
 
     def entry_name(self, name_or_topic: str) -> str:
         """The entry a name or topic means; ValueError when unknown or shared by several entries."""
-        if name_or_topic in self._entries:
-            return name_or_topic
+        spec = self._lookup.get(name_or_topic)
+        if spec is not None:
+            return spec[0]
         names = self._by_topic.get(name_or_topic)
-        if not names:
-            raise ValueError(f"{name_or_topic!r} is neither an input or output name nor one of their topics "
-                             f"({', '.join(sorted(self._by_topic))})")
-        if len(names) > 1:
+        if names:
             raise ValueError(f"topic {name_or_topic} feeds {', '.join(names)}: add their values by entry name")
-        return names[0]
+        raise ValueError(f"{name_or_topic!r} is neither an input or output name nor one of their topics "
+                         f"({', '.join(sorted(self._by_topic))})")
 
     def add(self, name_or_topic: str, stamp_ns: int, values: np.ndarray) -> list[Sample]:
-        """One message's values; the samples this completes."""
-        name = self.entry_name(name_or_topic)
-        kind, entry = self._entries[name]
-        array = np.asarray(values)
-        if entry.is_detection:
-            if array.size != 1 + BOX_SIZE:
+        """One message's values (kept as float32 in the entry's shape); the samples this completes."""
+        spec = self._lookup.get(name_or_topic)
+        if spec is None:
+            self.entry_name(name_or_topic)  # raises the reason
+            raise AssertionError  # unreachable
+        name, kind, shape, size = spec
+        array = values if type(values) is np.ndarray and values.dtype == _FLOAT32 \
+            else np.asarray(values, dtype=np.float32)
+        if array.size != size:
+            if name not in self._plain:
                 raise ValueError(f"{name}: a detection output takes [label, center_x, center_y, size_x, size_y]; "
                                  f"got {array.size} values")
-        elif array.size != entry.size:
-            raise ValueError(f"{name}: got {array.size} values; the entry takes {entry.size} "
-                             f"(shape {list(entry.shape)}); use add_unreadable for a message that cannot be read")
-        else:
-            array = array.reshape(entry.shape)
+            raise ValueError(f"{name}: got {array.size} values; the entry takes {size} "
+                             f"(shape {list(shape)}); use add_unreadable for a message that cannot be read")
+        if array.shape != shape:
+            array = array.reshape(shape)
         return self._push(name, kind, stamp_ns, array)
 
     def add_unreadable(self, name_or_topic: str, stamp_ns: int) -> list[Sample]:
         """A message that arrived but could not be read: a sample that would use it is dropped."""
         name = self.entry_name(name_or_topic)
-        return self._push(name, self._entries[name][0], stamp_ns, _UNREADABLE)
+        return self._push(name, self._lookup[name][1], stamp_ns, _UNREADABLE)
 
     def finish(self) -> list[Sample]:
         """The end of the stream: take every waiting message; the samples this completes."""
@@ -213,19 +223,25 @@ class Aligner:
     def _complete(self, opened: _Open, done: list[Sample]) -> None:
         values: dict[str, np.ndarray] = {}
         taken = {**opened.inputs, **opened.outputs}
-        for entry in self.features.entries:
-            name, value = entry.name, taken[entry.name]
+        for name, detection in self._order:
+            value = taken[name]
             if value is _UNREADABLE:
                 self.dropped[f"unreadable:{name}"] += 1
                 return
-            if not np.isfinite(value).all():
+            if not _finite(value):
                 self.dropped[f"non_finite:{name}"] += 1
                 return
-            if entry.is_detection:
-                flat = value.reshape(-1)
-                values["labels"] = np.asarray(int(flat[0]), dtype=np.int64)
-                values["boxes"] = np.asarray(flat[1:], dtype=np.float32)
+            if detection:
+                values["labels"] = np.asarray(int(value[0]), dtype=np.int64)
+                values["boxes"] = value[1:]
             else:
                 values[name] = value
         self.samples += 1
         done.append(Sample(opened.stamp_ns, values))
+
+
+def _finite(values: np.ndarray) -> bool:
+    """No NaN or infinity (a Python sum for small arrays: numpy's call costs more there)."""
+    if values.size <= 64:
+        return math.isfinite(sum(values.ravel().tolist()))  # float32 values: the sum cannot overflow
+    return bool(np.isfinite(values).all())
