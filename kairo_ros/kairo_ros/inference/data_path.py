@@ -216,7 +216,9 @@ class DataPath:
         """A publisher that keeps `listened[index]` true while it has subscribers.
 
         Serializing and writing a message nobody reads costs 10-30 us in rclpy, so the
-        prediction path skips it; DDS's matched events (on this node's thread) keep the flag.
+        prediction path skips it. DDS's matched events (on this node's thread) keep the flag;
+        while it is false, each message asks DDS (`_heard`), so a subscriber matched just
+        before its event is handled still gets every message DDS would deliver to it.
         """
         def on_matched(info: Any) -> None:
             listened[index] = info.current_count > 0
@@ -228,6 +230,13 @@ class DataPath:
         publisher = self.node.create_publisher(msg_cls, topic, qos, event_callbacks=callbacks)
         listened[index] = callbacks is None or publisher.get_subscription_count() > 0
         return publisher
+
+    @staticmethod
+    def _heard(publisher: Any, listened: list[bool], index: int) -> bool:
+        """Whether DDS has matched a subscriber the matched event has not reported yet (a few us)."""
+        if publisher.get_subscription_count() > 0:
+            listened[index] = True
+        return listened[index]
 
     def close_prediction(self) -> None:
         with self._lock:
@@ -271,8 +280,8 @@ class DataPath:
         if self._closed:
             return
         self._closed = True
+        self.unwire()  # while the loop still runs: unwire wakes it, and stop() destroys what wakes it
         self._loop.stop()
-        self.unwire()
         self.close_prediction()
         self.node.destroy_node()
 
@@ -386,11 +395,12 @@ class DataPath:
             header.stamp = self._clock.now().to_msg()
         listened = self._output_listened
         for index, emit in enumerate(self._emitters):
-            if listened[index]:
+            if listened[index] or self._heard(self._publishers[index], listened, index):
                 emit(outputs, header)
         latency = time.perf_counter() - received
         publisher = self._prediction_publisher
-        if publisher is not None and self._prediction_listened[0]:
+        if publisher is not None and (self._prediction_listened[0]
+                                      or self._heard(publisher, self._prediction_listened, 0)):
             prediction = self._prediction
             if model is not self._prediction_model:
                 prediction.model_id, prediction.model_version = model.identity.model_id, model.identity.version
