@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from kairo_backend.training.config import TrainConfig
 from kairo_backend.training.features import is_detection
-from kairo_backend.training.nets import ExportWrapper, build_net
+from kairo_backend.training.nets import ExportWrapper, VectorMLP, build_net
 
 VAL_FRACTION = 0.2
 BOX_LOSS_WEIGHT = 5.0
@@ -109,6 +109,8 @@ def prepare(arrays: dict[str, np.ndarray], features: dict[str, Any], architectur
         wrapper.out_mean.copy_(torch.from_numpy(out_mean))
         wrapper.out_std.copy_(torch.from_numpy(out_std))
         xn, yn = (x - in_mean) / in_std, (y - out_mean) / out_std
+        if isinstance(net, VectorMLP):
+            net.start_from_linear_fit(xn[tr_idx], yn[tr_idx])
 
         def split(idx: np.ndarray) -> Split:
             return Split(torch.from_numpy(xn[idx]).to(dev), torch.from_numpy(yn[idx]).to(dev))
