@@ -114,7 +114,7 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
         if not ok:  # cancelled or deleted while exporting
             shutil.rmtree(final, ignore_errors=True)
             with contextlib.suppress(OSError):
-                model_dir.rmdir()  # the model's last version: leave no empty directory
+                model_dir.rmdir()  # only when empty: a deleted model leaves no directory
             return 0
         overhead = (time.perf_counter() - t_start) - result.train_seconds
         store.record_throughput(f"{job['task']}/{job['architecture']}",
