@@ -5,25 +5,29 @@ before the node has closed its endpoints (RCLErrors follow), and Python
 then raises KeyboardInterrupt wherever the main thread happens to be
 (tracebacks, exit code -2 in `ros2 launch`). So the console scripts start
 rclpy without its handlers, and a SIGINT or SIGTERM, once or many times
-(a terminal and `ros2 launch` both send one), only asks for a stop: the
-main thread spins the executor in short waits, sees the request, and runs
-the one shutdown sequence: the node's own `close()` (when it has one), the
-executor, the node, rclpy.
+(a terminal and `ros2 launch` both send one), only asks for a stop. The
+executor spins on a thread of its own exactly as `executor.spin()` does
+(a Python signal handler could not run while the main thread waits inside
+rcl); the main thread looks at the request every 0.1 s, stops the spin and
+runs the one shutdown sequence: the node's own `close()` (when it has
+one), the executor, the node, rclpy.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.node import Node
+from rclpy.task import Future
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# How long the executor waits before looking at the stop request: the latency of a Ctrl-C.
+# How often the main thread looks at the stop request: the latency of a Ctrl-C.
 _WAIT_S = 0.1
 
 
@@ -83,21 +87,39 @@ def ignore_stop_signals() -> None:
 
 
 def spin_until_shutdown(node: Node, executor: Executor, stop: StopRequest | None = None) -> None:
-    """Spin until SIGINT, SIGTERM or a shutdown of the context, then close the node, executor and rclpy."""
+    """Spin until SIGINT, SIGTERM or a shutdown of the context, then close the node, executor and rclpy.
+
+    An exception raised by a callback ends the spin and is raised here, after the shutdown.
+    """
     stop = stop if stop is not None else StopRequest().install()
     executor.add_node(node)
+    stopped = Future()
+    failure: list[BaseException] = []
+    spinner = threading.Thread(target=_spin, args=(executor, stopped, failure), name="executor", daemon=True)
+    spinner.start()
     try:
-        while not stop and node.context.ok():
-            executor.spin_once(timeout_sec=_WAIT_S)
-    except ExternalShutdownException:
-        pass
+        while not stop and spinner.is_alive():
+            spinner.join(_WAIT_S)
     finally:
+        stopped.set_result(None)  # wakes the executor, which then returns
+        spinner.join(timeout=5.0)
         close = getattr(node, "close", None)
         if callable(close):
             close()
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown()
+    if failure:
+        raise failure[0]
+
+
+def _spin(executor: Executor, stopped: Future, failure: list[BaseException]) -> None:
+    try:
+        executor.spin_until_future_complete(stopped)
+    except ExternalShutdownException:
+        pass
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, raised there after the shutdown
+        failure.append(exc)
 
 
 def _first_line(exc: BaseException) -> str:
