@@ -233,3 +233,14 @@ def test_from_metadata() -> None:
 def test_unknown_task_default() -> None:
     with pytest.raises(FeaturesError, match="task: unknown task 'juggling'; expected one of manipulation"):
         default_features("juggling")
+
+
+def test_the_schema_imports_no_numpy() -> None:
+    """ros2 launch reads the parameter tables, which import the schema: it must stay light."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kairo_features, kairo_features.schema, kairo_features.tasks; "
+            "print(sorted(m for m in ('numpy', 'rclpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
