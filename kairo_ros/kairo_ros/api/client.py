@@ -20,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import json as json_module
 import logging
 import os
 import pathlib
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
@@ -217,6 +218,22 @@ class KairoApiClient:
         return self._call("GET", f"/v1/datasets/{_seg('dataset_id', dataset_id)}", Dataset.from_json,
                           idempotent=True, timeout_s=timeout_s)
 
+    def upload_dataset(self, path: str | os.PathLike[str], features: str | Mapping[str, Any], name: str = "",
+                       timeout_s: float | None = None) -> Dataset:
+        """POST /v1/datasets: a dataset file (an `.npz`, or a rosbag2 recording: `.mcap`, `.zip`, `.tar.gz`)
+        and its features document, as multipart `file`, `features` and `name`; the new dataset.
+
+        Streamed from disk. Never repeated once the body may have reached the
+        server (that could make two datasets); `timeout_s` bounds the whole upload.
+        """
+        upload = pathlib.Path(path)
+        if not upload.is_file():
+            raise KairoArgumentError(f"dataset file {str(upload)!r} is not a file")
+        text = features if isinstance(features, str) else json_module.dumps(features)
+        form = {"features": text, "name": name.strip()}
+        return self._call("POST", "/v1/datasets", Dataset.from_json, idempotent=False, upload=upload, form=form,
+                          timeout_s=timeout_s)
+
     # --- downloads -----------------------------------------------------------------
     def download(self, url: str, dest_path: str | os.PathLike[str], expected_sha256: str | None,
                  on_progress: ProgressCallback | None = None, timeout_s: float | None = None,
@@ -278,12 +295,18 @@ class KairoApiClient:
 
     # --- plumbing --------------------------------------------------------------------
     def _call(self, method: str, path: str, parse: Callable[[Any], T], *, idempotent: bool,
-              json: Any = None, timeout_s: float | None = None) -> T:
+              json: Any = None, timeout_s: float | None = None, upload: pathlib.Path | None = None,
+              form: Mapping[str, str] | None = None) -> T:
+        """One API call; `upload` and `form` make it multipart (the file part named `file`, read from disk)."""
         shown = self.base_url + path
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
 
         def attempt(remaining: float) -> T:
-            response = self._api.request(method, path, json=json, timeout=httpx.Timeout(remaining))
+            with contextlib.ExitStack() as files:
+                parts = None if upload is None else {
+                    "file": (upload.name, files.enter_context(upload.open("rb")), "application/octet-stream")}
+                response = self._api.request(method, path, json=json, files=parts, data=form,
+                                             timeout=httpx.Timeout(remaining))
             self._raise_for_status(response, method, shown, idempotent)
             if response.status_code == 204 or not response.content:
                 body: Any = None

@@ -18,6 +18,7 @@ from kairo_ros.api import API_KEY_ENV, KairoCredentialsError, load_api_key
 from kairo_ros.manager.backend import BackendLink
 from kairo_ros.manager.export_action import ExportAction
 from kairo_ros.manager.params import declare_and_read
+from kairo_ros.manager.record_action import RecordAction
 from kairo_ros.manager.services import ManagerServices
 from kairo_ros.manager.train_action import TrainAction
 
@@ -40,6 +41,7 @@ class ManagerNode(Node):
         self._train_action = TrainAction(self, self._backend, self.params, group, goal_slots, self._stopping,
                                   self.publish_event)
         self._export_action = ExportAction(self, self._backend, self.params, group, goal_slots, self._stopping)
+        self._record_action = RecordAction(self, self._backend, self.params, group, goal_slots, self._stopping)
         self._service_set = ManagerServices(self, self._backend, group, self.publish_event)
         self.get_logger().info(f"kairo_manager ready: api_url={self.params.api_url}, {self._key_status()}, "
                                f"robot_id={self.params.robot_id or '(none)'}, export_dir={self.params.export_dir}")

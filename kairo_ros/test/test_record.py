@@ -1,0 +1,215 @@
+"""/kairo/record end to end: a real manager process records the simulated arm driven by its scripted expert.
+
+Bags are read back with the `mcap` library and its ROS 2 decoder, a reader
+independent of the writer (`rosbags`), and with the plain YAML of
+metadata.yaml: topics, types, message counts, definitions and hashes as on
+the wire, and the samples the manager reported against the Aligner run
+over the messages read back.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rclpy.action import ActionClient
+from test_manager import start_manager
+
+from conftest import DOMAIN_ID, new_group
+from kairo_features import parse_features
+from kairo_features.alignment import Aligner
+from kairo_features.fields import entry_reader
+from kairo_features.tasks import default_features
+from kairo_interfaces.action import RecordDataset
+from kairo_ros.testing.commander import ActionOutcome, RunningGoal
+from kairo_ros.testing.graph import SpinningNode, wait_future, wait_until
+from kairo_ros.testing.processes import ProcessGroup
+
+ARM_TOPICS = {"/joint_states": "sensor_msgs/msg/JointState", "/target_point": "geometry_msgs/msg/PointStamped",
+              "/arm_controller/commands": "std_msgs/msg/Float64MultiArray"}
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """kairo_manager (no backend needed to record), the simulated arm and its scripted expert."""
+    root = tmp_path_factory.mktemp("record")
+    group: ProcessGroup = new_group(root / "logs")
+    try:
+        with SpinningNode("kairo_record_test", domain_id=DOMAIN_ID) as ros:
+            manager = start_manager(group, ros, "http://127.0.0.1:9", "", root)
+            group.start("kairo_sim_arm", ["kairo_sim_arm", "--ros-args", "-p", "rate_hz:=50.0"])
+            group.start("kairo_arm_expert", [sys.executable, "-m", "kairo_ros.demo.expert"])
+            client = ActionClient(ros.node, RecordDataset, "/kairo/record")
+            ros.wait_for_action_server(client, 30, "record")
+            arm = (ros, client, manager)
+            # Ready once the manager's graph has matched every publisher: a short recording sees all topics.
+            wait_until(lambda: min(record(arm, task="manipulation", duration_s=1.0, output_dir=str(root / "warmup"))
+                                   .result.message_counts, default=0) > 0, 60, "a recording of every arm topic",
+                       period_s=0.0)
+            yield arm
+            client.destroy()
+    finally:
+        group.stop_all()
+
+
+def send(arm: Any, feedback: list[RecordDataset.Feedback] | None = None, **fields: Any) -> RunningGoal[Any]:
+    ros, client, _ = arm
+    goal = RecordDataset.Goal(**fields)
+    callback = (lambda m: feedback.append(m.feedback)) if feedback is not None else None
+    handle = wait_future(client.send_goal_async(goal, feedback_callback=callback), 10, "send record goal")
+    assert handle.accepted
+    return RunningGoal(handle, "record")
+
+
+def record(arm: Any, timeout_s: float = 60, **fields: Any) -> ActionOutcome[RecordDataset.Result]:
+    return send(arm, **fields).result(timeout_s)
+
+
+def read_bag(bag: pathlib.Path) -> dict[str, Any]:
+    """Everything the independent reader sees: per topic its type, count, schema and decoded messages."""
+    files = sorted((p.name for p in bag.iterdir()), key=lambda name: name != "metadata.yaml")
+    assert files[0] == "metadata.yaml" and len(files) == 2 and files[1].endswith(".mcap"), files
+    topics: dict[str, dict[str, Any]] = {}
+    with (bag / files[1]).open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        assert summary is not None, "no MCAP summary: the file was not closed"
+        for schema, channel, message, decoded in reader.iter_decoded_messages():
+            entry = topics.setdefault(channel.topic, {"type": schema.name, "encoding": channel.message_encoding,
+                                                      "schema_encoding": schema.encoding,
+                                                      "definition": schema.data.decode(), "messages": []})
+            entry["messages"].append((message.log_time, decoded))
+    metadata = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    return {"topics": topics, "metadata": metadata, "files": files}
+
+
+def dropped(result: RecordDataset.Result) -> dict[str, int]:
+    return dict(zip(result.dropped_reasons, result.dropped_counts, strict=True))
+
+
+def realign(read: dict[str, Any], features_doc: dict[str, Any]) -> Aligner:
+    """The Aligner over the messages read back, stamped by the manager's rule (header, else receive time)."""
+    features = parse_features(features_doc)
+    aligner = Aligner(features)
+    stream = []
+    for entry in features.entries:
+        reader = entry_reader(entry)
+        for log_time, msg in read["topics"][entry.topic]["messages"]:
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec if hasattr(msg, "header") else log_time
+            stream.append((log_time, entry.name, stamp, reader(msg)))
+    for _, name, stamp, values in sorted(stream, key=lambda m: m[0]):
+        aligner.add(name, stamp, values)
+    aligner.finish()
+    return aligner
+
+
+def test_a_recording_reads_back_with_an_independent_reader(arm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    feedback: list[RecordDataset.Feedback] = []
+    outcome = send(arm, feedback, task="manipulation", duration_s=3.0, name="arm demo",
+                   output_dir=str(tmp_path)).result(60)
+    result = outcome.result
+    assert outcome.succeeded and result.success, result.message
+    bag = pathlib.Path(result.bag_path)
+    assert bag.parent == tmp_path and bag.name.startswith("arm_demo_")
+    read = read_bag(bag)
+    topics = read["topics"]
+    assert {t: v["type"] for t, v in topics.items()} == ARM_TOPICS
+    assert dict(zip(result.topics, result.types, strict=True)) == ARM_TOPICS
+    counts = {t: len(v["messages"]) for t, v in topics.items()}
+    assert dict(zip(result.topics, result.message_counts, strict=True)) == counts
+    assert all(c >= 50 for c in counts.values()), counts  # 3 s at 50 Hz
+    # the expert answers every joint state: one command each (give or take the ends)
+    assert abs(counts["/arm_controller/commands"] - counts["/joint_states"]) <= 3, counts
+    for topic in topics.values():
+        assert topic["encoding"] == "cdr" and topic["schema_encoding"] == "ros2msg"
+    assert "MSG: std_msgs/Header" in topics["/joint_states"]["definition"]
+    assert all(len(m.position) == 3 for _, m in topics["/joint_states"]["messages"])
+    assert all(len(m.data) == 3 for _, m in topics["/arm_controller/commands"]["messages"])
+    # metadata.yaml: MCAP storage, the same topics, types and counts, each type's hash as its publisher offers it
+    meta = read["metadata"]
+    assert meta["storage_identifier"] == "mcap" and meta["relative_file_paths"] == [read["files"][1]]
+    listed = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
+    assert {n: t["topic_metadata"]["type"] for n, t in listed.items()} == ARM_TOPICS
+    assert {n: t["message_count"] for n, t in listed.items()} == counts
+    assert meta["message_count"] == sum(counts.values())
+    ros = arm[0]
+    for name, topic in listed.items():
+        offered = {str(p.topic_type_hash) for p in ros.node.get_publishers_info_by_topic(name)}
+        assert offered == {topic["topic_metadata"]["type_description_hash"]}, name
+    features_doc = json.loads(meta["custom_data"]["kairo.features"])
+    assert parse_features(features_doc) == parse_features(default_features("manipulation"))
+    # the live count is what the Aligner makes of the bag read back
+    aligner = realign(read, features_doc)
+    assert result.samples == aligner.samples > 100
+    assert dropped(result) == dict(aligner.dropped)
+    assert feedback and feedback[-1].samples <= result.samples
+    assert max(f.elapsed_s for f in feedback) < 3.5 and all(f.topics == result.topics for f in feedback)
+
+
+def test_cancel_stops_and_keeps_a_readable_bag(arm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    feedback: list[RecordDataset.Feedback] = []
+    goal = send(arm, feedback, task="manipulation", output_dir=str(tmp_path))  # no limit: until cancelled
+    wait_until(lambda: any(f.samples >= 20 for f in feedback), 30, "20 samples aligned")
+    assert goal.cancel()
+    outcome = goal.result(30)
+    result = outcome.result
+    assert outcome.canceled and result.success, result.message
+    assert "kept" in result.message
+    read = read_bag(pathlib.Path(result.bag_path))
+    counts = {t: len(v["messages"]) for t, v in read["topics"].items()}
+    assert dict(zip(result.topics, result.message_counts, strict=True)) == counts
+    assert result.samples >= 20 and read["metadata"]["message_count"] == sum(counts.values())
+
+
+def test_a_sample_count_ends_the_recording_and_remaps_rename_topics(arm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    doc = default_features("manipulation")
+    doc["inputs"][1]["topic"] = "/goal_point"  # nobody publishes it: the remap below brings it back
+    outcome = record(arm, features=json.dumps(doc), remaps=["target:=/target_point"], max_samples=30,
+                     output_dir=str(tmp_path))
+    result = outcome.result
+    assert outcome.succeeded and result.success, result.message
+    assert result.samples >= 30 and "30 samples" in result.message
+    read = read_bag(pathlib.Path(result.bag_path))
+    assert set(read["topics"]) == set(ARM_TOPICS)
+    recorded = json.loads(read["metadata"]["custom_data"]["kairo.features"])
+    assert recorded["inputs"][1]["topic"] == "/target_point"
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"task": "juggling"}, "task 'juggling' is unknown"),
+    ({"features": "{not json"}, "features: is not valid JSON"),
+    ({"features": json.dumps({**default_features("navigation"), "tolerence": 1})}, "features.tolerence: unknown key"),
+    ({"task": "manipulation", "remaps": ["nothing:=/x"]}, "remaps: 'nothing' is neither"),
+    ({"task": "manipulation", "remaps": ["target:=not a topic"]}, "must be an absolute topic name"),
+    ({"task": "manipulation", "output_dir": "relative/dir"}, "must be an absolute path"),
+    ({"task": "manipulation", "output_dir": "/proc/kairo"}, "output_dir /proc/kairo cannot be made"),
+])
+def test_bad_goals_answer_what_to_do(arm, fields, expected, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fields.setdefault("output_dir", str(tmp_path))
+    outcome = record(arm, duration_s=1.0, **fields)
+    assert outcome.aborted and not outcome.result.success
+    assert expected in outcome.result.message
+    assert not list(tmp_path.iterdir()), "nothing is left behind"
+    assert arm[2].alive
+
+
+def test_a_type_that_is_not_installed_is_refused(arm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    doc = default_features("manipulation")
+    doc["outputs"][0]["type"] = "kairo_missing_msgs/msg/Command"
+    outcome = record(arm, features=json.dumps(doc), duration_s=1.0, output_dir=str(tmp_path))
+    assert outcome.aborted and not outcome.result.success
+    assert "package 'kairo_missing_msgs' is not installed" in outcome.result.message
+    # ... and a file where the output directory should be
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    outcome = record(arm, task="manipulation", duration_s=1.0, output_dir=str(blocked))
+    assert outcome.aborted and "cannot be made" in outcome.result.message
+    assert Counter(p.name for p in tmp_path.iterdir()) == Counter(["a_file"])
+    assert arm[2].alive
