@@ -16,8 +16,8 @@ The rules, the same for the recorder on the robot and the importer in the backen
 Messages may arrive out of stamp order by up to `max_delay_ns` (topics of a
 recording interleave by receive time while their stamps are header stamps):
 they wait in a heap until the newest stamp seen is more than that past them,
-and are then taken in stamp order. One that comes later than that is not
-used and is counted in `late`. Memory is bounded by the messages within that
+and are then taken in stamp order. One that arrives after a later one was
+taken is not used and is counted in `late`. Memory is bounded by the messages within that
 delay, never by the length of the recording.
 """
 
