@@ -94,9 +94,10 @@ def main() -> int:
                 total = sum(result.message_counts)
                 if round_index >= 0:
                     ratios.append(ratio)
+                    dropped = dict(zip(result.dropped_reasons, result.dropped_counts, strict=True))
                     print(f"round {round_index + 1}: joint states recorded {len(recorded)} / baseline "
                           f"{len(baseline)} = {ratio:.4f}; {total} messages ({total / seconds:.0f}/s), "
-                          f"{result.samples} samples (dropped {dict(zip(result.dropped_reasons, result.dropped_counts))}); "
+                          f"{result.samples} samples (dropped {dropped}); "
                           f"manager CPU {cpu * 1e6 / max(total, 1):.0f} us/message")
             client.destroy()
     finally:
