@@ -52,6 +52,13 @@ class ParameterSpec:
     check: Check | None = None
     check_text: str = ""  # what `check` asks for, shown beside the range or choices
 
+    def __post_init__(self) -> None:
+        if self.kind == "string_array" and self.read_only:
+            # declare() gives a list its (typed) value by a set after the declaration, which read-only refuses.
+            raise ValueError(f"{self.name}: a string array parameter cannot be read-only")
+        if self.value_problem(self.default):  # (not `check`: it may look at files or import the node's modules)
+            raise ValueError(f"{self.name}: its default is refused: {self.value_problem(self.default)}")
+
     @property
     def kind(self) -> str:
         if isinstance(self.default, bool):
@@ -88,6 +95,13 @@ class ParameterSpec:
 
     def problem(self, value: Any) -> str:
         """Why `value` is refused for this parameter, or '' when it is good."""
+        reason = self.value_problem(value)
+        if reason or self.check is None:
+            return reason
+        return self.check(self.coerce(value))
+
+    def value_problem(self, value: Any) -> str:
+        """Why `value` is refused by the type, range or choices ('' when it is not)."""
         value = self.coerce(value)
         shown = _shown(value)
         expected = {"bool": "true or false", "integer": "an integer", "double": "a number",
@@ -100,7 +114,7 @@ class ParameterSpec:
             return f"{self.name}: {shown} must be in {self.constraint().split(';')[0]}"
         if self.choices and value not in self.choices:
             return f"{self.name}: {shown} must be one of {', '.join(self.choices)}"
-        return self.check(value) if self.check is not None else ""
+        return ""
 
     def launch_description(self) -> str:
         """Its description as a launch argument, which overrides the params file only when given."""
@@ -224,11 +238,7 @@ def declare(node: Node, specs: Sequence[ParameterSpec]) -> None:
 
 def read(node: Node, specs: Sequence[ParameterSpec]) -> dict[str, Any]:
     """name -> the parameter's value as the spec types it (floats for doubles, tuples for arrays)."""
-    values = {}
-    for spec in specs:
-        value = spec.coerce(node.get_parameter(spec.name).value)
-        values[spec.name] = () if value is None and spec.kind == "string_array" else value
-    return values
+    return {spec.name: spec.coerce(node.get_parameter(spec.name).value) for spec in specs}
 
 
 def _typed(spec: ParameterSpec, value: Any) -> Parameter:
