@@ -237,3 +237,22 @@ def test_readme_makes_the_key_before_the_embedded_backend_starts() -> None:
     create = readme.rfind("kairo-backend keys create", 0, launch)
     assert create != -1, "README must show `kairo-backend keys create` before launching use_embedded_backend:=true"
     assert "export KAIRO_API_KEY=" in readme[create:launch]
+
+
+# --- the mechanism without ROS -----------------------------------------------------------------------
+def test_a_spec_types_values_as_ros_and_launch_give_them() -> None:
+    from kairo_ros.parameters import ParameterError, launch_overrides
+
+    specs = {spec.name: spec for spec in INFERENCE_SPECS}
+    assert specs["poll_period_s"].coerce(1) == 1.0 and isinstance(specs["poll_period_s"].coerce(1), float)
+    assert specs["providers"].coerce(None) == () and specs["providers"].coerce([]) == ()  # empty list in YAML
+    assert specs["poll_period_s"].problem(True) == "poll_period_s: True must be a number"
+    assert specs["intra_op_threads"].problem(2.0) == "intra_op_threads: 2.0 must be an integer"
+    assert specs["poll_period_s"].problem(float("nan")) == "poll_period_s: nan must be a finite number"
+    given = {"poll_period_s": "2", "intra_op_threads": "4", "autostart": "False", "model_id": "", "namespace": "x"}
+    assert launch_overrides(INFERENCE_SPECS, given) == {"poll_period_s": 2.0, "intra_op_threads": 4,
+                                                        "autostart": False}
+    with pytest.raises(ParameterError, match="intra_op_threads:=many must be a number"):
+        launch_overrides(INFERENCE_SPECS, {"intra_op_threads": "many"})
+    with pytest.raises(ValueError, match="default is refused"):
+        ParameterSpec("rate", 500.0, "Rate.", range=(0.0, 100.0))
