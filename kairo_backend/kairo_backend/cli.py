@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     dc.add_argument("--samples", type=int, default=None)
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--name", default=None)
+    di = dsub.add_parser("import", parents=[common],
+                         help="import a rosbag2 recording as a dataset; its ID printed last")
+    di.add_argument("path", type=Path,
+                    help="a bag directory, an .mcap file, or a .zip / .tar.gz of a bag directory")
+    di.add_argument("--features", type=Path, required=True,
+                    help="the features document (JSON, docs/features.md)")
+    di.add_argument("--workspace", required=True)
+    di.add_argument("--name", default=None, help="default: the recording's file name")
     return p
 
 
@@ -137,6 +145,31 @@ def _keys(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, store: Store, settings: Settings) -> int:
+    import json
+
+    from kairo_backend.training.features import validate_features
+    from kairo_backend.training.recordings import import_dataset
+
+    path: Path = args.path
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or directory (a bag directory, an .mcap file "
+                         "or a .zip / .tar.gz of a bag directory)")
+    try:
+        doc = json.loads(args.features.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--features {args.features}: not valid JSON ({exc})") from exc
+    features = validate_features(doc)
+    ws = store.ensure_workspace(args.workspace)
+    name = (args.name or path.name or "recording")[:200]
+    ds = import_dataset(settings, store, ws, name, path, features, file_name=path.name)
+    dropped = sum(ds["dropped"].values())
+    print(f"workspace {args.workspace}: dataset {name}, task {ds['task']}, {ds['samples']} "
+          f"samples from {ds['source']['messages']} messages ({dropped} dropped)")
+    print(ds["id"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
@@ -160,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         store = Store(settings.db_path, busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
         if args.command == "keys":
             return _keys(args, store, settings)
+        if args.command == "datasets" and args.datasets_command == "import":
+            return _import(args, store, settings)
         if args.command == "datasets":
             from kairo_backend.services import create_dataset
             from kairo_backend.training.demo import make_demo

@@ -17,6 +17,7 @@ from kairo_backend.schemas.datasets import UPLOAD_BODY, DatasetList, DatasetPubl
 from kairo_backend.services import create_dataset
 from kairo_backend.training.datasets import read_npz
 from kairo_backend.training.features import validate_features
+from kairo_backend.training.recordings import import_dataset, sniff_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
@@ -28,9 +29,10 @@ _ingesting = anyio.Semaphore(1)
 @router.post("", status_code=201, response_model=DatasetPublic,
              openapi_extra={"requestBody": UPLOAD_BODY})
 async def upload_dataset(request: Request, ctx: Ctx, ws: Workspace) -> dict[str, Any]:
-    """Upload a dataset: multipart `file` (.npz, one array per input/output name),
-    `features` (JSON), `name`. The request body is limited by --max-upload-mb, the
-    arrays once decompressed by --max-dataset-mb and --max-samples (413 above)."""
+    """Upload a dataset: multipart `file` (.npz, one array per input/output name; or a
+    rosbag2 recording: .mcap, or a .zip / .tar.gz of the bag directory), `features`
+    (JSON), `name`. The request body is limited by --max-upload-mb, the arrays once
+    decompressed by --max-dataset-mb and --max-samples (413 above)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequest("send multipart/form-data with fields file, features and name")
     try:
@@ -43,7 +45,7 @@ async def upload_dataset(request: Request, ctx: Ctx, ws: Workspace) -> dict[str,
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise ValidationFailed("file: field required (an .npz file)")
+            raise ValidationFailed("file: field required (an .npz file or a rosbag2 recording)")
         raw = form.get("features")
         if not isinstance(raw, str):
             raise ValidationFailed("features: field required (JSON, see docs/features.md)")
@@ -54,7 +56,7 @@ async def upload_dataset(request: Request, ctx: Ctx, ws: Workspace) -> dict[str,
         async with _ingesting:
             # reading, checking and compressing are CPU and file work: off the event loop
             ds = await run_in_threadpool(_ingest, ctx, ws, name.strip()[:200], upload.file,
-                                         features)
+                                         features, upload.filename or "upload")
     finally:
         await form.close()
     return dataset_public(ds)
@@ -84,7 +86,10 @@ def _finite(text: str) -> float:
 
 
 def _ingest(ctx: Context, ws: str, name: str, file: IO[bytes],
-            features: dict[str, Any]) -> dict[str, Any]:
+            features: dict[str, Any], file_name: str) -> dict[str, Any]:
+    if sniff_upload(file) != "npz":
+        return import_dataset(ctx.settings, ctx.store, ws, name, file, features,
+                              file_name=file_name[:200])
     file.seek(0)
     arrays = read_npz(file, max_bytes=int(ctx.settings.max_dataset_mb * 1e6),
                       max_samples=ctx.settings.max_dataset_samples)

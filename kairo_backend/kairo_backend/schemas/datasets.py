@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kairo_backend.core.util import iso
 from kairo_backend.schemas.common import Task
@@ -18,7 +18,8 @@ UPLOAD_BODY: dict[str, Any] = {
             "file": {"type": "string", "format": "binary",
                      "description": ".npz (numpy savez, no pickles): one real-valued array "
                                     "per input and output name, first dimension the sample "
-                                    "count (>= 10)."},
+                                    "count (>= 10); or a rosbag2 recording: a .mcap file, or "
+                                    "a .zip or .tar.gz of the bag directory (docs/api.md)."},
             "features": {"type": "string", "contentMediaType": "application/json",
                          "description": "The features description as JSON "
                                         "(docs/features.md)."},
@@ -29,6 +30,25 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
+class RecordingTopic(BaseModel):
+    topic: str
+    type: str
+    messages: int
+
+
+class RecordingSource(BaseModel):
+    kind: Literal["rosbag2"]
+    storage: Literal["mcap", "sqlite3"]
+    file: str
+    messages: int
+    start_ns: int = Field(description="The bag's first log time, ns since the epoch")
+    end_ns: int = Field(description="The bag's last log time, ns since the epoch")
+    duration_s: float
+    topics: list[RecordingTopic]
+    late: dict[str, int] = Field(description="Messages that came too late to be aligned, "
+                                             "by entry name")
+
+
 class DatasetPublic(BaseModel):
     id: str
     name: str
@@ -37,6 +57,10 @@ class DatasetPublic(BaseModel):
     features: dict[str, Any]
     created_at: str
     size_mb: float
+    source: RecordingSource | None = Field(
+        description="The rosbag2 recording the dataset was imported from; null for an .npz")
+    dropped: dict[str, int] = Field(
+        description="Samples the import could not complete, by reason (docs/features.md)")
 
 
 class DatasetList(BaseModel):
@@ -47,4 +71,5 @@ class DatasetList(BaseModel):
 def dataset_public(ds: dict[str, Any]) -> dict[str, Any]:
     return {"id": ds["id"], "name": ds["name"], "task": ds["task"], "samples": ds["samples"],
             "features": ds["features"], "created_at": iso(ds["created_at"]),
-            "size_mb": round(ds["size_bytes"] / 1e6, 3)}
+            "size_mb": round(ds["size_bytes"] / 1e6, 3), "source": ds.get("source"),
+            "dropped": ds.get("dropped") or {}}

@@ -65,6 +65,8 @@ _ADDED_COLUMNS = (
     ("api_keys", "id", "TEXT"),
     ("api_keys", "prefix", "TEXT"),
     ("api_keys", "revoked_at", "REAL"),
+    ("datasets", "source", "TEXT"),  # JSON: the recording a dataset was imported from
+    ("datasets", "dropped", "TEXT"),  # JSON: samples the import dropped, by reason
 )
 # How long the server waits for another writer before answering 503: short,
 # so that a held lock never ties up the request threads.
@@ -92,6 +94,14 @@ def _run_dict(row: sqlite3.Row, unrecorded: dict[str, dict[str, Any]] | None = N
     d["config"] = _loads(d["config"])
     d["metrics"] = _loads(d["metrics"])
     d["progress"] = _loads(d["progress"])
+    return d
+
+
+def _dataset_row(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["features"] = json.loads(d["features"])
+    d["source"] = json.loads(d["source"]) if d.get("source") else None
+    d["dropped"] = json.loads(d["dropped"]) if d.get("dropped") else {}
     return d
 
 
@@ -249,18 +259,17 @@ class Store:
         with self.tx() as c:
             c.execute(
                 "INSERT INTO datasets (id, workspace_id, name, task, samples, features, path,"
-                " size_bytes, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " size_bytes, created_at, source, dropped) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (ds["id"], ds["workspace_id"], ds["name"], ds["task"], ds["samples"],
-                 json.dumps(ds["features"]), ds["path"], ds["size_bytes"], ds["created_at"]))
+                 json.dumps(ds["features"]), ds["path"], ds["size_bytes"], ds["created_at"],
+                 json.dumps(ds.get("source")), json.dumps(ds.get("dropped") or {})))
 
     def get_dataset(self, ws: str, ds_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM datasets WHERE id=? AND workspace_id=?",
                                 (ds_id, ws)).fetchone()
         if row is None:
             return None
-        d = dict(row)
-        d["features"] = json.loads(d["features"])
-        return d
+        return _dataset_row(row)
 
     def dataset_by_id(self, ds_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT workspace_id FROM datasets WHERE id=?",
@@ -271,12 +280,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT * FROM datasets WHERE workspace_id=? ORDER BY created_at DESC, id",
             (ws,)).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["features"] = json.loads(d["features"])
-            out.append(d)
-        return out
+        return [_dataset_row(r) for r in rows]
 
     # models --------------------------------------------------------------
     def get_model(self, ws: str, model_id: str) -> dict[str, Any] | None:
