@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -60,11 +61,11 @@ def main() -> int:
 
         vx, vy, vl = setup.val.x, setup.val.y, setup.val.labels
 
-        def loss_of(out: object, yy: torch.Tensor, ll: torch.Tensor | None) -> torch.Tensor:
+        def loss_of(out: Any, yy: torch.Tensor, ll: torch.Tensor | None) -> torch.Tensor:
             if ll is not None:
-                logits, box = out  # type: ignore[misc]
+                logits, box = out
                 return F.cross_entropy(logits, ll) + 5.0 * F.smooth_l1_loss(box, yy, beta=0.05)
-            return F.mse_loss(out, yy)  # type: ignore[arg-type]
+            return F.mse_loss(out, yy)
 
         train_only: list[float] = []
 
