@@ -34,7 +34,7 @@ from inference_helpers import (
     reference_session,
     target_point,
 )
-from test_launch_files import of_kind, run_with_stand_ins
+from test_launch_files import of_kind, run_launch
 from test_manager import commander, start_manager
 from test_package_archive import GOOD, archive, entry
 
@@ -148,13 +148,20 @@ def test_an_exported_package_builds_and_serves_offline(  # type: ignore[no-untyp
 
 def check_launch_file(path: pathlib.Path, package: str, install: pathlib.Path) -> None:
     """The package's launch file, run against stand-ins of launch/launch_ros (absent from pip installs)."""
-    made = run_with_stand_ins(path)
+    run = run_launch(path)
+    made = run.made
     declared = {a.args[0]: a for a in of_kind(made, "DeclareLaunchArgument")}
     for arg_name, arg in declared.items():
         assert "default_value" in arg.kwargs and len(arg.kwargs.get("description", "")) > 10, arg_name
     assert {"log_level", "namespace", "params_file", "use_sim_time"} <= set(declared)
-    assert {c.args[0] for c in of_kind(made, "LaunchConfiguration")} == set(declared)
+    used = {c.args[0] for c in of_kind(made, "LaunchConfiguration")} | run.configurations.read
+    assert used == set(declared)
+    # Nothing but the params file sets a parameter unless an argument is given.
     [node] = of_kind(made, "Node")
+    assert node.kwargs["parameters"][1:] == [{}], node.kwargs["parameters"]
+    given = run_launch(path, {"input_qos": "reliable", "use_sim_time": "true"})
+    [node] = of_kind(given.made, "Node")
+    assert node.kwargs["parameters"][1:] == [{"input_qos": "reliable", "use_sim_time": True}]
     assert (node.kwargs["package"], node.kwargs["executable"]) == ("kairo_ros", "kairo_inference")
     [join] = of_kind(made, "PathJoinSubstitution")
     finder, *parts = join.args[0]

@@ -171,15 +171,31 @@ The *_topic arguments remap the model's default wiring.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "{pkg}"
 # launch argument -> (the model's default topic, what it carries)
 TOPICS = {json.dumps(topics, indent=4)}
+
+
+def _inference_node(context, *_args, **_kwargs):  # type: ignore[no-untyped-def]
+    # Only arguments the user gave override the params file.
+    given = context.launch_configurations
+    overrides = {{}}
+    if given.get("input_qos", ""):
+        overrides["input_qos"] = given["input_qos"]
+    if given.get("use_sim_time", ""):
+        overrides["use_sim_time"] = given["use_sim_time"].lower() == "true"
+    return [Node(
+        package="kairo_ros", executable="kairo_inference", name="kairo_inference",
+        namespace=LaunchConfiguration("namespace"), output="screen",
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        remappings=[(topic, LaunchConfiguration(name)) for name, (topic, _what) in TOPICS.items()],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -192,30 +208,18 @@ def generate_launch_description() -> LaunchDescription:
                 [FindPackageShare(PACKAGE), "config", "params.yaml"]),
             description="Parameters of kairo_inference; its model_path names the bundled model"),
         DeclareLaunchArgument(
-            "input_qos", default_value="sensor_data",
-            description="Input QoS: sensor_data (best effort, depth 1) or reliable"),
+            "input_qos", default_value="",
+            description="Input QoS: sensor_data (best effort, depth 1) or reliable. "
+                        "Unset: the params file's value"),
         DeclareLaunchArgument(
             "log_level", default_value="info", description="Log level: debug, info, warn, error"),
         DeclareLaunchArgument(
-            "use_sim_time", default_value="false", description="Use /clock from a simulator"),
+            "use_sim_time", default_value="",
+            description="Use /clock from a simulator (true or false). Unset: the params file's value, else false"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value=topic, description=what)
                   for name, (topic, what) in TOPICS.items()]
-    return LaunchDescription([
-        *arguments,
-        Node(
-            package="kairo_ros", executable="kairo_inference", name="kairo_inference",
-            namespace=LaunchConfiguration("namespace"), output="screen",
-            parameters=[LaunchConfiguration("params_file"), {{
-                "input_qos": ParameterValue(LaunchConfiguration("input_qos"), value_type=str),
-                "use_sim_time": ParameterValue(
-                    LaunchConfiguration("use_sim_time"), value_type=bool),
-            }}],
-            remappings=[(topic, LaunchConfiguration(name))
-                        for name, (topic, _what) in TOPICS.items()],
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-        ),
-    ])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_inference_node)])
 '''
 
 
