@@ -12,43 +12,62 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
+from geometry_msgs.msg import PointStamped
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rclpy.action import ActionClient
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
 from test_manager import start_manager
 
-from conftest import DOMAIN_ID, new_group
+from conftest import DOMAIN_ID, Backend, new_group
 from kairo_features import parse_features
 from kairo_features.alignment import Aligner
 from kairo_features.fields import entry_reader
 from kairo_features.tasks import default_features
-from kairo_interfaces.action import RecordDataset
-from kairo_ros.testing.commander import ActionOutcome, RunningGoal
+from kairo_interfaces.action import RecordDataset, TrainModel
+from kairo_interfaces.msg import Prediction
+from kairo_ros.demo.run import ArmWatch
+from kairo_ros.testing.commander import ActionOutcome, KairoCommander, RunningGoal
 from kairo_ros.testing.graph import SpinningNode, wait_future, wait_until
-from kairo_ros.testing.processes import ProcessGroup
+from kairo_ros.testing.processes import ChildProcess, ProcessGroup
 
+ROBOT = "rob_record0001"
+E2E_EPOCHS = 60  # the demo's v2
 ARM_TOPICS = {"/joint_states": "sensor_msgs/msg/JointState", "/target_point": "geometry_msgs/msg/PointStamped",
               "/arm_controller/commands": "std_msgs/msg/Float64MultiArray"}
 
 
+@dataclass
+class Arm:
+    ros: SpinningNode
+    client: ActionClient
+    manager: ChildProcess
+    expert: ChildProcess
+    group: ProcessGroup
+    root: pathlib.Path
+
+
 @pytest.fixture(scope="module")
-def arm(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """kairo_manager (no backend needed to record), the simulated arm and its scripted expert."""
+def arm(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """kairo_manager on the module's backend, the simulated arm (50 Hz) and its scripted expert."""
     root = tmp_path_factory.mktemp("record")
     group: ProcessGroup = new_group(root / "logs")
     try:
         with SpinningNode("kairo_record_test", domain_id=DOMAIN_ID) as ros:
-            manager = start_manager(group, ros, "http://127.0.0.1:9", "", root)
+            manager = start_manager(group, ros, backend.url, backend.key, root, f"robot_id:={ROBOT}")
             group.start("kairo_sim_arm", ["kairo_sim_arm", "--ros-args", "-p", "rate_hz:=50.0"])
-            group.start("kairo_arm_expert", [sys.executable, "-m", "kairo_ros.demo.expert"])
+            expert = group.start("kairo_arm_expert", [sys.executable, "-m", "kairo_ros.demo.expert"])
             client = ActionClient(ros.node, RecordDataset, "/kairo/record")
             ros.wait_for_action_server(client, 30, "record")
-            arm = (ros, client, manager)
+            arm = Arm(ros, client, manager, expert, group, root)
             # Ready once the manager's graph has matched every publisher: a short recording sees all topics.
             wait_until(lambda: min(record(arm, task="manipulation", duration_s=1.0, output_dir=str(root / "warmup"))
                                    .result.message_counts, default=0) > 0, 60, "a recording of every arm topic",
@@ -59,16 +78,15 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> Any:
         group.stop_all()
 
 
-def send(arm: Any, feedback: list[RecordDataset.Feedback] | None = None, **fields: Any) -> RunningGoal[Any]:
-    ros, client, _ = arm
+def send(arm: Arm, feedback: list[RecordDataset.Feedback] | None = None, **fields: Any) -> RunningGoal[Any]:
     goal = RecordDataset.Goal(**fields)
     callback = (lambda m: feedback.append(m.feedback)) if feedback is not None else None
-    handle = wait_future(client.send_goal_async(goal, feedback_callback=callback), 10, "send record goal")
+    handle = wait_future(arm.client.send_goal_async(goal, feedback_callback=callback), 10, "send record goal")
     assert handle.accepted
     return RunningGoal(handle, "record")
 
 
-def record(arm: Any, timeout_s: float = 60, **fields: Any) -> ActionOutcome[RecordDataset.Result]:
+def record(arm: Arm, timeout_s: float = 60, **fields: Any) -> ActionOutcome[RecordDataset.Result]:
     return send(arm, **fields).result(timeout_s)
 
 
@@ -102,7 +120,8 @@ def realign(read: dict[str, Any], features_doc: dict[str, Any]) -> Aligner:
     for entry in features.entries:
         reader = entry_reader(entry)
         for log_time, msg in read["topics"][entry.topic]["messages"]:
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec if hasattr(msg, "header") else log_time
+            stamp = (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec if hasattr(msg, "header") else 0) \
+                or log_time
             stream.append((log_time, entry.name, stamp, reader(msg)))
     for _, name, stamp, values in sorted(stream, key=lambda m: m[0]):
         aligner.add(name, stamp, values)
@@ -139,7 +158,7 @@ def test_a_recording_reads_back_with_an_independent_reader(arm, tmp_path) -> Non
     assert {n: t["topic_metadata"]["type"] for n, t in listed.items()} == ARM_TOPICS
     assert {n: t["message_count"] for n, t in listed.items()} == counts
     assert meta["message_count"] == sum(counts.values())
-    ros = arm[0]
+    ros = arm.ros
     for name, topic in listed.items():
         offered = {str(p.topic_type_hash) for p in ros.node.get_publishers_info_by_topic(name)}
         assert offered == {topic["topic_metadata"]["type_description_hash"]}, name
@@ -197,7 +216,7 @@ def test_bad_goals_answer_what_to_do(arm, fields, expected, tmp_path) -> None:  
     assert outcome.aborted and not outcome.result.success
     assert expected in outcome.result.message
     assert not list(tmp_path.iterdir()), "nothing is left behind"
-    assert arm[2].alive
+    assert arm.manager.alive
 
 
 def test_a_type_that_is_not_installed_is_refused(arm, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -212,4 +231,57 @@ def test_a_type_that_is_not_installed_is_refused(arm, tmp_path) -> None:  # type
     outcome = record(arm, task="manipulation", duration_s=1.0, output_dir=str(blocked))
     assert outcome.aborted and "cannot be made" in outcome.result.message
     assert Counter(p.name for p in tmp_path.iterdir()) == Counter(["a_file"])
-    assert arm[2].alive
+    assert arm.manager.alive
+
+
+# --- end to end: record, upload, train, promote, and the learned model drives the arm -------------------------
+def measure_error(watch: ArmWatch, settle_s: float = 3.0, seconds: float = 6.0) -> float:
+    """Mean hand-to-target distance (m) over `seconds` of joint states, after `settle_s`, as the demo measures it."""
+    time.sleep(settle_s)
+    start = len(watch.errors_m)
+    time.sleep(seconds)
+    with watch.lock:
+        window = watch.errors_m[start:]
+    assert len(window) >= 100, f"only {len(window)} joint states in {seconds} s"
+    return sum(window) / len(window)
+
+
+def test_recorded_demonstrations_train_a_model_that_drives_the_arm(arm, backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # 1. record the arm driven by its expert, and upload
+    outcome = record(arm, timeout_s=180, task="manipulation", duration_s=40.0, name="expert-arm", upload=True,
+                     output_dir=str(tmp_path))
+    result = outcome.result
+    assert outcome.succeeded and result.success, result.message
+    assert result.dataset_id.startswith("ds_") and result.samples >= 1000, result.message
+    with backend.client() as raw:
+        dataset = raw.get(f"/v1/datasets/{result.dataset_id}").json()
+    assert dataset["samples"] == result.samples, "the backend's import aligns the bag as the recorder did"
+    arm.expert.stop()  # from here on the learned models drive the arm
+
+    # 2. the demo's v2, from the built-in dataset, then a model from the recording: same model, v1 and v2
+    builtin = backend.cli("datasets", "create-demo", "manipulation", "--workspace", "test", "--samples", "8000")
+    watch = ArmWatch()
+    arm.ros.node.create_subscription(JointState, "/joint_states", watch.on_joints, 50)
+    arm.ros.node.create_subscription(PointStamped, "/target_point", watch.on_target, 50)
+    arm.ros.node.create_subscription(Prediction, "/kairo/kairo_inference/prediction", watch.on_prediction,
+                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    kairo = KairoCommander(arm.ros)
+    kairo.wait_until_ready(30)
+    errors = {}
+    for label, dataset_id in (("built-in", builtin), ("recorded", result.dataset_id)):
+        goal = TrainModel.Goal(dataset_id=dataset_id, task="manipulation")
+        goal.config.epochs = E2E_EPOCHS
+        trained = kairo.train(goal, timeout_s=900)
+        assert trained.status == "complete", trained.message
+        assert kairo.promote(trained.model_id, trained.model_version).success
+        if label == "built-in":
+            arm.group.start("kairo_inference", ["kairo_inference", "--ros-args", "-r", "__ns:=/kairo",
+                                                "-p", f"api_url:={backend.url}", "-p", f"robot_id:={ROBOT}",
+                                                "-p", "task:=manipulation", "-p", "poll_period_s:=1.0",
+                                                "-p", f"cache_dir:={arm.root / 'model-cache'}"],
+                            env={"KAIRO_API_KEY": backend.key})
+        wait_until(lambda v=trained.model_version: watch.serving() == v, 120, f"serving {trained.model_version}")
+        errors[label] = measure_error(watch)
+    print(f"hand-to-target error: built-in dataset {errors['built-in'] * 100:.2f} cm, "
+          f"recording {errors['recorded'] * 100:.2f} cm")
+    assert errors["recorded"] <= errors["built-in"], errors

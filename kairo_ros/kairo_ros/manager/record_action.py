@@ -332,9 +332,9 @@ class _Recording:
             self._last_ns = received_ns
             msg = deserialize_message(data, topic.msg_cls)
             stamp_ns = received_ns
-            if has_header:
+            if has_header:  # an unset header stamp (0) counts as not there, as the backend's import takes it
                 stamp = msg.header.stamp
-                stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+                stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec or received_ns
             for name in topic.entries:
                 try:
                     values = self._readers[name](msg)
