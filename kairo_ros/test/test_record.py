@@ -234,6 +234,19 @@ def test_a_type_that_is_not_installed_is_refused(arm, tmp_path) -> None:  # type
     assert arm.manager.alive
 
 
+def test_a_refused_upload_keeps_the_bag_and_says_so(arm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # nobody publishes /silent_commands: no sample can be completed, and the backend refuses an empty dataset
+    outcome = record(arm, task="manipulation", remaps=["joint_commands:=/silent_commands"], duration_s=1.0,
+                     upload=True, output_dir=str(tmp_path))
+    result = outcome.result
+    assert outcome.aborted and not result.success and not result.dataset_id
+    assert "the upload failed" in result.message and "The bag is kept" in result.message, result.message
+    assert dropped(result).get("missing_output:joint_commands", 0) > 0 and result.samples == 0
+    read = read_bag(pathlib.Path(result.bag_path))
+    assert read["topics"].keys() == {"/joint_states", "/target_point"}
+    assert arm.manager.alive
+
+
 # --- end to end: record, upload, train, promote, and the learned model drives the arm -------------------------
 def measure_error(watch: ArmWatch, settle_s: float = 3.0, seconds: float = 6.0) -> float:
     """Mean hand-to-target distance (m) over `seconds` of joint states, after `settle_s`, as the demo measures it."""
