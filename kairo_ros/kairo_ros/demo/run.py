@@ -7,6 +7,10 @@ own processes on a private ROS domain. A model is trained through
 predictions; a second version is trained and promoted while the arm keeps
 publishing, and the inference node switches to it without a restart. Every
 process started here is stopped on the way out, Ctrl-C included.
+
+With --from-recording the dataset is not the built-in one: the arm is first
+driven by its scripted expert while /kairo/record records its topics and
+uploads the recording; the models are trained on what was recorded.
 """
 
 from __future__ import annotations
@@ -31,17 +35,18 @@ from types import FrameType
 import httpx
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
+from rclpy.action import ActionClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from kairo_interfaces.action import TrainModel
+from kairo_interfaces.action import RecordDataset, TrainModel
 from kairo_interfaces.msg import Prediction
 from kairo_ros.demo.curves import save_training_curves
 from kairo_ros.demo.sim_arm import hand_position
 from kairo_ros.spin import StopRequest, ignore_stop_signals
 from kairo_ros.testing.commander import KairoCommander
-from kairo_ros.testing.graph import SpinningNode, wait_until
+from kairo_ros.testing.graph import SpinningNode, wait_future, wait_until
 from kairo_ros.testing.processes import ProcessGroup, claim_domain_id, free_port, isolated_ros_env
 
 ROBOT_ID = "rob_demo0001"
@@ -56,6 +61,7 @@ class DemoConfig:
     serve_s: float
     output_dir: pathlib.Path
     keep_data: bool
+    record_s: float = 0.0  # > 0: record the expert-driven arm this long and train on that instead
 
 
 @dataclass
@@ -149,6 +155,30 @@ class Demo:
                                                  "-p", "poll_period_s:=5.0"])
         self.processes.start("kairo_sim_arm", ["kairo_sim_arm"])
 
+    def record(self, ros: SpinningNode) -> str:
+        """Drive the arm by its scripted expert, record it with /kairo/record and upload it; the dataset ID."""
+        expert = self.processes.start("kairo_arm_expert", [sys.executable, "-m", "kairo_ros.demo.expert"])
+        client = ActionClient(ros.node, RecordDataset, f"{NAMESPACE}/record")
+        try:
+            ros.wait_for_action_server(client, 60, "record")
+            wait_until(lambda: bool(ros.node.get_publishers_info_by_topic("/arm_controller/commands")), 60,
+                       "the expert's commands")
+            goal = RecordDataset.Goal(task="manipulation", duration_s=self.config.record_s, name="demo-arm",
+                                      upload=True, output_dir=str(self.data_dir / "recordings"))
+            handle = wait_future(client.send_goal_async(goal), 30, "send the record goal")
+            if not handle.accepted:
+                raise RuntimeError("kairo_manager rejected the record goal")
+            result = wait_future(handle.get_result_async(), self.config.record_s + 300, "recording").result
+        finally:
+            client.destroy()
+            expert.stop()  # the learned model drives the arm from here on
+        if not result.success:
+            raise RuntimeError(f"recording failed: {result.message}")
+        counts = ", ".join(f"{t} {n}" for t, n in zip(result.topics, result.message_counts, strict=True))
+        print(f"        {result.samples} samples from {counts}")
+        print(f"        bag {result.bag_path} -> dataset {result.dataset_id}")
+        return str(result.dataset_id)
+
     def subscribe(self, ros: SpinningNode) -> None:
         node, watch = ros.node, self.watch
         node.create_subscription(JointState, "/joint_states", watch.on_joints, 50)
@@ -190,15 +220,21 @@ class Demo:
         self.start_backend()
         key = self.backend_cli("keys", "create", "--workspace", "demo")
         self.processes.env["KAIRO_API_KEY"] = key
-        dataset_id = self.backend_cli("datasets", "create-demo", "manipulation", "--workspace", "demo",
-                                      "--samples", str(self.config.samples))
-        print(f"        {self.api_url}  dataset {dataset_id}  ROS_DOMAIN_ID={self.domain_id}")
+        dataset_id = ""
+        if not self.config.record_s:
+            dataset_id = self.backend_cli("datasets", "create-demo", "manipulation", "--workspace", "demo",
+                                          "--samples", str(self.config.samples))
+        print(f"        {self.api_url}  dataset {dataset_id or '(recorded below)'}  ROS_DOMAIN_ID={self.domain_id}")
         step("nodes", "kairo_manager, kairo_inference and the simulated arm")
         self.start_nodes()
         with SpinningNode("kairo_demo", domain_id=self.domain_id) as ros:
             self.subscribe(ros)
             commander = KairoCommander(ros, namespace=NAMESPACE)
             commander.wait_until_ready(timeout_s=60)
+            if self.config.record_s:
+                step("record", f"/kairo/record, {self.config.record_s:g} s of the arm driven by its scripted "
+                               f"expert, uploaded as a dataset")
+                dataset_id = self.record(ros)
 
             step("train v1", f"/kairo/train, {self.config.epochs[0]} epochs")
             v1 = self.train(commander, dataset_id, "v1", self.config.epochs[0])
@@ -318,9 +354,14 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
                         default=pathlib.Path(os.environ.get("KAIRO_ROOT", ".")) / "demo-output",
                         help="where the training curves PNG goes")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir and logs")
+    parser.add_argument("--from-recording", type=float, nargs="?", const=60.0, default=0.0, metavar="SECONDS",
+                        help="train on SECONDS (default 60) of the arm driven by its scripted expert, recorded "
+                             "with /kairo/record and uploaded, instead of the built-in dataset")
     args = parser.parse_args(argv)
+    if args.from_recording < 0:
+        parser.error("--from-recording: SECONDS must be > 0")
     return DemoConfig(samples=args.samples, epochs=tuple(args.epochs), serve_s=args.serve_seconds,
-                      output_dir=args.output_dir, keep_data=args.keep_data)
+                      output_dir=args.output_dir, keep_data=args.keep_data, record_s=args.from_recording)
 
 
 def main(argv: list[str] | None = None) -> int:
