@@ -345,9 +345,10 @@ def _known_types() -> Any:
     return get_typestore(Stores.ROS2_JAZZY)
 
 
-def _deserializer(conn: Any) -> Callable[[bytes], Any]:
+def _deserializer(conn: Any) -> tuple[Callable[[bytes], Any], bool]:
     """Deserializes a connection's messages, from the recording's own definition where it
-    holds one, else from the known types; a 422 naming the type when neither can."""
+    holds one, else from the known types (a 422 naming the type when neither can); and
+    whether the type has a std_msgs/Header (its stamp is the message's)."""
     from rosbags.interfaces import MessageDefinitionFormat
     from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
@@ -383,16 +384,10 @@ def _deserializer(conn: Any) -> Callable[[bytes], Any]:
             f"file: message type {msgtype} (topic {conn.topic}) cannot be decoded: the "
             "recording holds no definition of it and the backend does not know it; record "
             "with MCAP storage (which stores message definitions)")
-    return functools.partial(store.deserialize_cdr, typename=msgtype)
-
-
-def _header_stamp(msg: Any) -> int | None:
-    header = getattr(msg, "header", None)
-    stamp = getattr(header, "stamp", None)
-    if stamp is None:
-        return None
-    ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-    return ns or None  # an unset stamp: the time the bag logged it
+    fields = store.fielddefs[msgtype][1]
+    stamped = any(name == "header" and desc[1] == "std_msgs/msg/Header" for name, desc in fields
+                  if isinstance(desc, tuple) and len(desc) > 1)
+    return functools.partial(store.deserialize_cdr, typename=msgtype), stamped
 
 
 def _damaged(what: str, exc: BaseException) -> ValidationFailed:
@@ -464,29 +459,35 @@ def import_recording(recording: Recording, features_doc: dict[str, Any], workdir
             readers.setdefault(entry.topic, []).append(
                 (entry.name, entry_reader(entry, features.classes)))
         wanted = [c for topic in readers for c in by_topic[topic]]
-        decode = {c.id: _deserializer(c) for c in wanted}
+        # per connection: its decoder, whether its type has a header, the entries it feeds
+        plan = {c.id: (*_deserializer(c), readers[c.topic]) for c in wanted}
 
         aligner = Aligner(features)
         out = _SampleFiles(workdir, features.dataset_arrays(), max_samples=max_samples,
                            max_bytes=max_bytes)
         append = out.append
+        add = aligner.add
         for conn, logged_ns, raw in _messages(reader, wanted):
-            entries = readers[conn.topic]
+            decode, stamped, entries = plan[conn.id]
             try:
-                msg = decode[conn.id](raw)
+                msg = decode(raw)
             except Exception:  # noqa: BLE001 - one message its definition does not describe
                 for name, _ in entries:
                     for sample in aligner.add_unreadable(name, logged_ns):
                         append(sample.values)
                 continue
-            stamp = _header_stamp(msg) or logged_ns
+            stamp = logged_ns
+            if stamped:
+                header = msg.header.stamp
+                # an unset (zero) header stamp: the time the bag logged it
+                stamp = header.sec * 1_000_000_000 + header.nanosec or logged_ns
             for name, read in entries:
                 try:
                     values = read(msg)
                 except (FieldError, ValueError, TypeError, AttributeError):
                     done = aligner.add_unreadable(name, stamp)
                 else:
-                    done = aligner.add(name, stamp, values)
+                    done = add(name, stamp, values)
                 for sample in done:
                     append(sample.values)
         for sample in aligner.finish():
