@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -292,20 +293,30 @@ class _Recording:
         self._first_ns = self._last_ns = 0
 
     def open(self) -> None:
-        try:
-            definitions = {t.msg_type: message_definition(t.msg_type) for t in self._plan.topics}
-        except RecordError:
-            raise
+        """Make the bag and subscribe; RecordError (and no bag directory left) when that cannot be done."""
+        definitions = {t.msg_type: message_definition(t.msg_type) for t in self._plan.topics}
         try:
             self._writer.set_custom_data(FEATURES_METADATA_KEY, json.dumps(self._plan.features.to_document()))
             self._writer.open()
         except (OSError, WriterError) as exc:
             raise RecordError(f"cannot make the bag {self._plan.bag_path}: {exc}") from None
-        connections = {}
-        for t in self._plan.topics:
-            msgdef, rihs01 = definitions[t.msg_type]
-            connections[t.topic] = self._writer.add_connection(t.topic, t.msg_type, msgdef=msgdef, rihs01=rihs01)
-            self._progress.counts[t.topic] = 0
+        try:
+            connections = {}
+            for t in self._plan.topics:
+                msgdef, rihs01 = definitions[t.msg_type]
+                connections[t.topic] = self._writer.add_connection(t.topic, t.msg_type, msgdef=msgdef,
+                                                                   rihs01=rihs01)
+                self._progress.counts[t.topic] = 0
+            self._subscribe(connections)
+        except Exception as exc:
+            self._closed = True
+            self._unsubscribe()
+            with contextlib.suppress(Exception):
+                self._writer.abort()
+            shutil.rmtree(self._plan.bag_path, ignore_errors=True)
+            raise RecordError(f"cannot start recording: {type(exc).__name__}: {exc}") from exc
+
+    def _subscribe(self, connections: dict[str, Any]) -> None:
         context = self._manager.context
         self._node = Node(f"kairo_recorder_{uuid.uuid4().hex[:8]}", namespace=self._manager.get_namespace(),
                           context=context)
@@ -347,11 +358,12 @@ class _Recording:
 
     def run(self, handle: ServerGoalHandle, stopping: threading.Event) -> str:
         """Record until the goal ends; why it ended: duration | samples | cancelled | stopping | failed: ..."""
-        assert self._executor is not None
+        executor = self._executor
+        assert executor is not None
         plan, progress = self._plan, self._progress
         next_feedback = 0.0
         while True:
-            self._executor.spin_once(timeout_sec=_SPIN_TIMEOUT_S)
+            executor.spin_once(timeout_sec=_SPIN_TIMEOUT_S)
             if self._failure:
                 return f"failed: {self._failure}"
             if handle.is_cancel_requested:
@@ -373,10 +385,7 @@ class _Recording:
         if self._closed:
             return ""
         self._closed = True
-        if self._executor is not None and self._node is not None:
-            self._executor.remove_node(self._node)
-            self._executor.shutdown(timeout_sec=1.0)
-            self._node.destroy_node()
+        self._unsubscribe()
         self._aligner.finish()
         try:
             self._writer.close()
@@ -385,6 +394,14 @@ class _Recording:
                 self._writer.abort()
             return f"{type(exc).__name__}: {exc}"
         return ""
+
+    def _unsubscribe(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(timeout_sec=1.0)
+            self._executor = None
+        if self._node is not None:
+            self._node.destroy_node()
+            self._node = None
 
     def result(self) -> RecordDataset.Result:
         dropped = sorted(self._aligner.dropped.items())
@@ -418,8 +435,12 @@ def message_definition(msg_type: str) -> tuple[str, str]:
                 if name in loaded:
                     continue
                 loaded.add(name)
-                types = get_types_from_msg(_msg_file(name).read_text(encoding="utf-8"), name)
-                store.register(types)
+                path = _msg_file(name)
+                try:
+                    types = get_types_from_msg(path.read_text(encoding="utf-8"), name)
+                    store.register(types)
+                except Exception as exc:  # noqa: BLE001 - the parser's errors have no common base
+                    raise RecordError(f"message type {name}: cannot read its definition {path}: {exc}") from None
                 pending.extend(_nested_types(types[name][1]))
             msgdef, _ = store.generate_msgdef(msg_type, ros_version=2)
             _definitions[msg_type] = (msgdef, store.hash_rihs01(msg_type))
