@@ -23,7 +23,11 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from conftest import Server, cli, wait_run
+from kairo_backend.core.config import Settings
+from kairo_backend.errors import PayloadTooLarge
+from kairo_backend.store import Store
 from kairo_backend.training.datasets import load_arrays
+from kairo_backend.training.recordings import import_dataset
 
 TYPES = get_typestore(Stores.ROS2_JAZZY)
 JOINT_STATE = "sensor_msgs/msg/JointState"
@@ -294,6 +298,24 @@ def test_cli_refuses_a_truncated_recording_in_one_line(srv: Server, bags: dict[s
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "damaged or truncated" in lines[0], out.stderr
     assert "ds_" not in out.stdout and _leftovers(srv) == before
+
+
+def test_the_limits_refuse_a_recording_with_413_and_leave_nothing(bags: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    """--max-samples, and --max-dataset-mb on the samples and on an archive's extraction
+    (the importer the route and the CLI share, with a server's settings)."""
+    cases = [({"max_dataset_samples": 20}, bags["mcap_dir"], "--max-samples"),
+             ({"max_dataset_mb": 0.0005}, bags["mcap_file"], "--max-dataset-mb"),
+             ({"max_dataset_mb": 0.01}, io.BytesIO(zip_of(bags["mcap_dir"])), "once extracted")]
+    for i, (limits, source, words) in enumerate(cases):
+        settings = Settings(data_dir=tmp_path / f"data{i}", **limits)
+        settings.ensure_dirs()
+        store = Store(settings.db_path)
+        ws = store.ensure_workspace("limits")
+        with pytest.raises(PayloadTooLarge, match=words):
+            import_dataset(settings, store, ws, "too big", source, FEATURES, file_name="bag")
+        assert store.list_datasets(ws) == []
+        assert list(settings.datasets_dir.iterdir()) == []
 
 
 def test_training_on_an_imported_dataset_completes(api: httpx.Client,

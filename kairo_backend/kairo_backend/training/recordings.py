@@ -88,7 +88,8 @@ class _Budget:
         self.bytes = 0
         self.members = 0
 
-    def member(self, name: str) -> None:
+    def member(self) -> None:
+        """One more member; refused over MAX_ARCHIVE_MEMBERS."""
         self.members += 1
         if self.members > MAX_ARCHIVE_MEMBERS:
             raise ValidationFailed(f"file: the archive holds more than {MAX_ARCHIVE_MEMBERS} "
@@ -125,10 +126,9 @@ def _copy(source: IO[bytes], target: Path, budget: _Budget) -> None:
 
 def _extract_zip(file: IO[bytes], into: Path, budget: _Budget) -> None:
     entries, _ = zip_directory_size(file)
-    if entries > MAX_ARCHIVE_MEMBERS:
-        budget.member("")  # raises with the limit
-        budget.members = entries
-        budget.member("")
+    if entries > MAX_ARCHIVE_MEMBERS:  # refused before zipfile parses the whole directory
+        budget.members = entries - 1
+        budget.member()
     file.seek(0)
     with zipfile.ZipFile(file) as zf:
         for info in zf.infolist():
@@ -140,8 +140,7 @@ def _extract_zip(file: IO[bytes], into: Path, budget: _Budget) -> None:
                 raise ValidationFailed(f"file: archive member {info.filename!r} is not a "
                                        "regular file (a link or a device); archive the bag's "
                                        "files themselves")
-            budget.member(info.filename)
-            budget.add(0)
+            budget.member()
             if budget.bytes + info.file_size > budget.max_bytes:
                 budget.add(info.file_size)  # raises before anything is decompressed
             target = into / rel
@@ -161,7 +160,7 @@ def _extract_tar(file: IO[bytes], into: Path, budget: _Budget) -> None:
                 raise ValidationFailed(f"file: archive member {member.name!r} is not a "
                                        "regular file (a link or a device); archive the bag's "
                                        "files themselves")
-            budget.member(member.name)
+            budget.member()
             if budget.bytes + member.size > budget.max_bytes:
                 budget.add(member.size)  # raises before it is extracted
             target = into / rel
@@ -268,9 +267,9 @@ def open_recording(stack: ExitStack, source: Path | IO[bytes], workdir: Path, *,
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, ValueError,
             NotImplementedError, RuntimeError, KeyError) as exc:
         raise ValidationFailed(f"file: a damaged or truncated archive ({exc}); {HINT}") from exc
-    except FileExistsError as exc:
-        raise ValidationFailed(f"file: the archive holds {Path(exc.filename).name} twice") \
-            from exc
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        raise ValidationFailed(f"file: the archive holds {Path(exc.filename).name} twice, "
+                               "or as a file and a directory") from exc
     bag = _bag_directory(extracted)
     return Recording(bag, file_name, _check_metadata(bag))
 
@@ -382,8 +381,9 @@ def _deserializer(conn: Any) -> tuple[Callable[[bytes], Any], bool]:
     if msgtype not in store.fielddefs:
         raise ValidationFailed(
             f"file: message type {msgtype} (topic {conn.topic}) cannot be decoded: the "
-            "recording holds no definition of it and the backend does not know it; record "
-            "with MCAP storage (which stores message definitions)")
+            "recording holds no definition of it and the backend does not know it (ROS 2 "
+            "Jazzy's standard types); record it with MCAP storage on a machine where its "
+            "package is installed, so that the bag stores its definition")
     fields = store.fielddefs[msgtype][1]
     stamped = any(name == "header" and desc[1] == "std_msgs/msg/Header" for name, desc in fields
                   if isinstance(desc, tuple) and len(desc) > 1)
