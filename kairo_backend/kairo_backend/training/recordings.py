@@ -44,7 +44,7 @@ ZIP_MAGIC = b"PK"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 METADATA = "metadata.yaml"
 COPY_CHUNK = 1 << 20
-SAMPLES_PER_FLUSH = 4096
+FLUSH_BYTES = 8 << 20  # samples buffered before they are appended to the raw files
 HINT = ("send a rosbag2 recording: a .mcap file, or a .zip or .tar.gz of the bag directory "
         "(metadata.yaml and its .mcap or .db3 files)")
 
@@ -293,6 +293,7 @@ class _SampleFiles:
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.count = 0
+        self.buffered = 0  # samples in the buffers
         for path in self.paths.values():
             path.write_bytes(b"")
 
@@ -307,7 +308,8 @@ class _SampleFiles:
                                   "(kairo-backend serve --max-dataset-mb)")
         for name, buffer in self.buffers.items():
             buffer.append(values[name].astype(self.dtypes[name], copy=False).tobytes())
-        if len(buffer) >= SAMPLES_PER_FLUSH:
+        self.buffered += 1
+        if self.buffered * self.sample_bytes >= FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
@@ -316,6 +318,7 @@ class _SampleFiles:
                 with self.paths[name].open("ab") as f:
                     f.write(b"".join(buffer))
                 buffer.clear()
+        self.buffered = 0
 
     def write_npz(self, target: Path) -> None:
         """The arrays as an .npz that numpy.load reads, written from the raw files in chunks."""
