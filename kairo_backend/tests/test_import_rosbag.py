@@ -232,6 +232,16 @@ def _bad_tar() -> bytes:
     return buf.getvalue()
 
 
+def _zip_with_symlink() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("bag/metadata.yaml", "rosbag2_bagfile_information: {}\n")
+        link = zipfile.ZipInfo("bag/bag_0.mcap")
+        link.external_attr = (0o120777 << 16)  # a symbolic link, to a file of the server
+        zf.writestr(link, "/etc/passwd")
+    return buf.getvalue()
+
+
 def _unknown_type_bag(root: Path) -> tuple[bytes, dict[str, Any]]:
     path = root / "gripper_bag"
     if not path.exists():
@@ -263,6 +273,7 @@ def test_bad_recordings_get_a_clear_4xx_and_leave_nothing(srv: Server, api: http
         ("truncated.mcap", mcap[: len(mcap) // 2], None, ("damaged or truncated",)),
         ("garbage.zip", b"PK\x03\x04" + bytes(range(256)) * 8, None, ("npz",)),
         ("dotdot.tar.gz", _bad_tar(), None, ("'..'",)),
+        ("link.zip", _zip_with_symlink(), None, ("bag/bag_0.mcap", "not a regular file")),
         ("gripper.mcap", unknown, unknown_features, ("acme_msgs/msg/Gripper", "cannot be decoded")),
         ("wrong_topic.zip", zip_of(bags["mcap_dir"]),
          {**FEATURES, "outputs": [{**FEATURES["outputs"][0], "topic": "/nowhere"}]},

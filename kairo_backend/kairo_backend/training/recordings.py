@@ -15,11 +15,13 @@ import succeeds (the `.npz` is written aside and renamed, the row inserted last)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -44,6 +46,8 @@ ZIP_MAGIC = b"PK"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 METADATA = "metadata.yaml"
 COPY_CHUNK = 1 << 20
+WORKDIR_PREFIX = ".import-"  # in the datasets directory: the .npz is renamed, not copied
+ABANDONED_AFTER_S = 24 * 3600
 FLUSH_BYTES = 8 << 20  # samples buffered before they are appended to the raw files
 HINT = ("send a rosbag2 recording: a .mcap file, or a .zip or .tar.gz of the bag directory "
         "(metadata.yaml and its .mcap or .db3 files)")
@@ -136,7 +140,7 @@ def _extract_zip(file: IO[bytes], into: Path, budget: _Budget) -> None:
             mode = info.external_attr >> 16
             if info.is_dir():
                 continue
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # no type bits: a plain file
                 raise ValidationFailed(f"file: archive member {info.filename!r} is not a "
                                        "regular file (a link or a device); archive the bag's "
                                        "files themselves")
@@ -515,6 +519,16 @@ def import_recording(recording: Recording, features_doc: dict[str, Any], workdir
     return ImportResult(out.count, source, dropped)
 
 
+def _remove_abandoned(datasets_dir: Path) -> None:
+    """Work directories of imports a killed process left behind (a day old: no import
+    still running takes that long)."""
+    cutoff = time.time() - ABANDONED_AFTER_S
+    for workdir in datasets_dir.glob(f"{WORKDIR_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if workdir.is_dir() and workdir.stat().st_mtime < cutoff:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
 def import_dataset(settings: Any, store: Any, ws: str, name: str,
                    source: Path | IO[bytes], features_doc: dict[str, Any], *,
                    file_name: str) -> dict[str, Any]:
@@ -525,7 +539,8 @@ def import_dataset(settings: Any, store: Any, ws: str, name: str,
     ds_id = new_id("ds_")
     final = settings.datasets_dir / f"{ds_id}.npz"
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".import-", dir=settings.datasets_dir) as tmp, \
+    _remove_abandoned(settings.datasets_dir)
+    with tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX, dir=settings.datasets_dir) as tmp, \
             ExitStack() as stack:
         workdir = Path(tmp)
         recording = open_recording(stack, source, workdir, file_name=file_name,
