@@ -24,8 +24,8 @@ import onnxruntime as ort
 from inference_common import GROUP, BenchBackend, Loop, percentiles, start, timed
 from sensor_msgs.msg import Image
 
+from kairo_features.schema import features_from_metadata
 from kairo_interfaces.msg import Prediction
-from kairo_ros.features import features_from_metadata
 from kairo_ros.inference.wiring import build_wiring
 from kairo_ros.testing.graph import SpinningNode
 

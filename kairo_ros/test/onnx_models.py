@@ -18,37 +18,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-SCHEMA = "kairo.features/1"
+from kairo_features.schema import SCHEMA
+from kairo_features.tasks import TASKS, default_features
 
-DEFAULT_FEATURES: dict[str, dict[str, Any]] = {
-    "manipulation": {
-        "schema": SCHEMA, "task": "manipulation", "tolerance": 0.05,
-        "inputs": [
-            {"name": "joint_positions", "topic": "/joint_states", "type": "sensor_msgs/msg/JointState",
-             "fields": ["position"], "shape": [3]},
-            {"name": "target", "topic": "/target_point", "type": "geometry_msgs/msg/PointStamped",
-             "fields": ["point.x", "point.y"], "shape": [2]},
-        ],
-        "outputs": [
-            {"name": "joint_commands", "topic": "/arm_controller/commands",
-             "type": "std_msgs/msg/Float64MultiArray", "fields": ["data"], "shape": [3]},
-        ],
-    },
-    "navigation": {
-        "schema": SCHEMA, "task": "navigation", "tolerance": 0.1,
-        "inputs": [{"name": "scan", "topic": "/scan", "type": "sensor_msgs/msg/LaserScan",
-                    "fields": ["ranges"], "shape": [64]}],
-        "outputs": [{"name": "cmd_vel", "topic": "/cmd_vel", "type": "geometry_msgs/msg/Twist",
-                     "fields": ["linear.x", "angular.z"], "shape": [2]}],
-    },
-    "object_detection": {
-        "schema": SCHEMA, "task": "object_detection", "classes": ["circle", "square", "triangle"],
-        "inputs": [{"name": "image", "topic": "/camera/image_raw", "type": "sensor_msgs/msg/Image",
-                    "fields": ["data"], "shape": [3, 32, 32], "encoding": "rgb8"}],
-        "outputs": [{"name": "detections", "topic": "/detections",
-                     "type": "kairo_interfaces/msg/Detection2DArray", "fields": [], "shape": [7]}],
-    },
-}
+# The documented default wiring of each task (kairo_features, docs/features.md).
+DEFAULT_FEATURES: dict[str, dict[str, Any]] = {task: default_features(task) for task in TASKS}
 
 
 def features(task: str) -> dict[str, Any]:

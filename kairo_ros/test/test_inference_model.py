@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx_models import features, linear_model
 
+from kairo_features.schema import parse_features
 from kairo_ros.api import Model
-from kairo_ros.features import parse_features
 from kairo_ros.inference.errors import CacheIntegrityError, ConfigError, ModelRejectedError, NoModelError
 from kairo_ros.inference.model_session import ModelSession, resolve_providers, sha256_of_file
 from kairo_ros.inference.model_source import ModelCache, VersionRef, promoted_last

@@ -288,7 +288,7 @@ def test_exported_package_takes_the_topic_arguments_of_inference_launch(task: st
     import tarfile
 
     from kairo_backend.exporters.ros2_pkg import PackageSpec, build
-    from kairo_backend.training.features import default_features
+    from kairo_features.tasks import default_features
 
     spec = PackageSpec(model_id="mdl_abc123", version="v1", name="arm", task=task, robot_id="rob_a1b2c3d4",
                        onnx=b"not used here", onnx_sha256="0" * 64, features=default_features(task))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from onnx_models import features, linear_model
 
-from kairo_ros.features import Features
+from kairo_features.schema import Features
 from kairo_ros.inference import model_server
 from kairo_ros.inference.model_server import ModelServer, ServerEvent, session_loader
 from kairo_ros.inference.model_session import ModelSession

@@ -10,8 +10,8 @@ from rclpy.qos import HistoryPolicy, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState, LaserScan
 from std_msgs.msg import Float64MultiArray, Header
 
+from kairo_features.schema import parse_features
 from kairo_interfaces.msg import Detection2DArray
-from kairo_ros.features import parse_features
 from kairo_ros.inference.errors import BadInputError, ConfigError, WiringError
 from kairo_ros.inference.wiring import (
     FieldReader,

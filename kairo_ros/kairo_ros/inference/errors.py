@@ -1,7 +1,6 @@
 """Every error the inference node raises (all are kairo_ros KairoError).
 
     KairoError (kairo_ros.api.errors)
-    ├── FeaturesError (kairo_ros.features)   a features description is malformed
     └── InferenceError                       base of the inference node's own errors
         ├── ConfigError          a parameter value is unusable; names the parameter
         ├── WiringError          a model's wiring cannot be built here (unknown message
@@ -13,7 +12,9 @@
         ├── CacheIntegrityError  a cached model file does not have its recorded sha256
         └── NoModelError         no version to serve: none active, nothing cached
 
-Each class has a stable `code`, reported in diagnostics as `last error`.
+Each class has a stable `code`, reported in diagnostics as `last error`. A malformed
+features description is kairo_features.FeaturesError (a ValueError); a model whose
+metadata holds one is refused with ModelRejectedError.
 """
 
 from __future__ import annotations

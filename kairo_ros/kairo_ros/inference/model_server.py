@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from kairo_features.schema import Features
 from kairo_ros.api import KairoError
-from kairo_ros.features import Features
 from kairo_ros.inference.model_session import ModelIdentity, ModelSession
 from kairo_ros.inference.model_source import OFFLINE_ERRORS, LocalModel, ModelSource, VersionRef
 

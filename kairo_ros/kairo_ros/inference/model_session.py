@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from kairo_ros.features import META_MODEL_ID, META_MODEL_VERSION, Features, FeaturesError, features_from_metadata
+from kairo_features.schema import META_MODEL_ID, META_MODEL_VERSION, Features, FeaturesError, features_from_metadata
 from kairo_ros.inference.errors import ConfigError, ModelRejectedError
 
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from kairo_ros.features import IMAGE_ENCODINGS, FeatureEntry, Features
+from kairo_features.fields import FieldError, FieldsReader
+from kairo_features.fields import ImageReader as ImageArrayReader
+from kairo_features.schema import FeatureEntry, Features
 from kairo_ros.inference.errors import BadInputError, ConfigError, WiringError
 
 # ROS numeric field types and the array typecode rclpy stores their sequences in.
@@ -125,29 +127,27 @@ def _has_header(msg_cls: type) -> bool:
     return msg_cls.get_fields_and_field_types().get("header") == "std_msgs/Header"  # type: ignore[attr-defined]
 
 
-def _as_uint8(data: Any) -> np.ndarray:
-    try:
-        return np.frombuffer(data, dtype=np.uint8)
-    except TypeError:  # a plain list on some distros
-        return np.asarray(data, dtype=np.uint8)
-
-
-# --- readers: message -> float32 array of the input's shape ---------------------------------------
+# --- readers: message -> float32 array of the input's shape (kairo_features reads) ------------------
 class FieldReader:
-    """Reads numeric fields by their dotted paths and concatenates them."""
+    """Reads numeric fields by their dotted paths and concatenates them.
+
+    The paths are checked against the message class once (compile_field);
+    the reading itself is kairo_features', the same the recorder and the
+    backend's importer use.
+    """
 
     def __init__(self, entry: FeatureEntry, msg_cls: type) -> None:
         self.entry = entry
         self.msg_cls = msg_cls
         where = f"input {entry.name!r}"
         self.paths = tuple(compile_field(msg_cls, f, where) for f in entry.fields)
-        self._single = self.paths[0] if len(self.paths) == 1 else None
+        self._read = FieldsReader(entry.fields).read
 
     def read(self, msg: Any) -> np.ndarray:
-        if self._single is not None:
-            values = np.asarray(self._single.get(msg), dtype=np.float32).reshape(-1)
-        else:
-            values = np.concatenate([np.asarray(p.get(msg), dtype=np.float32).reshape(-1) for p in self.paths])
+        try:
+            values = self._read(msg)
+        except FieldError as exc:
+            raise BadInputError(f"input {self.entry.name!r} on {self.entry.topic}: {exc}") from None
         if values.size != self.entry.size:
             raise BadInputError(
                 f"input {self.entry.name!r} on {self.entry.topic}: got {values.size} values from "
@@ -158,41 +158,17 @@ class FieldReader:
 class ImageReader:
     """sensor_msgs/Image -> float32 [C, H, W] in the model's channel order (RGB or mono)."""
 
-    _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-    _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
     def __init__(self, entry: FeatureEntry, msg_cls: type) -> None:
         self.entry = entry
         self.msg_cls = msg_cls
         self.channels, self.height, self.width = entry.shape
+        self._read = ImageArrayReader(entry.shape).read
 
     def read(self, msg: Any) -> np.ndarray:
-        name, topic = self.entry.name, self.entry.topic
-        if msg.height != self.height or msg.width != self.width:
-            raise BadInputError(f"input {name!r} on {topic}: image is {msg.width}x{msg.height}; "
-                                f"the model takes {self.width}x{self.height}; resize it upstream")
-        channels = self._CHANNELS.get(msg.encoding)
-        if channels is None:
-            raise BadInputError(f"input {name!r} on {topic}: encoding {msg.encoding!r} is not supported; "
-                                f"publish one of {', '.join(IMAGE_ENCODINGS)}")
-        row = self.width * channels
-        step = msg.step or row
-        data = _as_uint8(msg.data)
-        if step < row or data.size < step * self.height:
-            raise BadInputError(f"input {name!r} on {topic}: {data.size} bytes with step {step} cannot hold a "
-                                f"{self.width}x{self.height} {msg.encoding} image")
-        pixels = data[:step * self.height].reshape(self.height, step)[:, :row].reshape(
-            self.height, self.width, channels)
-        return self._to_model(pixels, msg.encoding)
-
-    def _to_model(self, hwc: np.ndarray, encoding: str) -> np.ndarray:
-        if encoding == "mono8":
-            mono = hwc[:, :, 0].astype(np.float32)
-            return mono[None] if self.channels == 1 else np.repeat(mono[None], 3, axis=0)
-        rgb = hwc[:, :, 2::-1] if encoding.startswith("bgr") else hwc[:, :, :3]
-        if self.channels == 1:
-            return (rgb.astype(np.float32) @ self._LUMA)[None]
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+        try:
+            return self._read(msg)
+        except FieldError as exc:
+            raise BadInputError(f"input {self.entry.name!r} on {self.entry.topic}: {exc}") from None
 
 
 # --- writers: model output -> message --------------------------------------------------------------
