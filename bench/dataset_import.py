@@ -8,7 +8,8 @@ is written by rosbags' Writer. In each round, in one process:
   and `kairo-backend datasets import` run: read, deserialize, read fields, align,
   write the .npz, store the row.
 After a warm-up, the ratio ours/baseline is printed per round (the median of three
-interleaved pairs; issue 12: <= 2x). Then the import's
+interleaved pairs; issue 12: <= 2x), by the process's CPU time (other processes' load
+on a shared machine stretches wall time at random; the wall times are printed too). Then the import's
 peak memory (VmHWM of a fresh process doing only the import, over the same process's
 RSS before it) on this recording and on one a quarter its size: flat, not growing
 with the recording.
@@ -144,19 +145,20 @@ def main() -> None:
             # load on this shared machine hits both sides alike
             pairs = []
             for _ in range(PAIRS):
-                t0 = time.perf_counter()
+                w0, c0 = time.perf_counter(), time.process_time()
                 count = plain_read(bag)
-                base_s = time.perf_counter() - t0
+                base = (time.perf_counter() - w0, time.process_time() - c0)
                 with tempfile.TemporaryDirectory(prefix="kairo-bench-data-", dir=root) as data:
-                    t0 = time.perf_counter()
+                    w0, c0 = time.perf_counter(), time.process_time()
                     ds = ours(bag, Path(data))
-                    ours_s = time.perf_counter() - t0
-                pairs.append((ours_s / base_s, base_s, ours_s))
-            ratio, base_s, ours_s = sorted(pairs)[PAIRS // 2]
+                    mine = (time.perf_counter() - w0, time.process_time() - c0)
+                pairs.append((mine[1] / base[1], mine[0] / base[0], base, mine))
+            ratio, wall_ratio, base, mine = sorted(pairs)[PAIRS // 2]
             ratios.append(ratio)
-            print(f"round {r + 1}: plain read {count} messages {base_s:.2f} s, import "
-                  f"{ds['samples']} samples {ours_s:.2f} s, ratio {ratio:.2f}x (median of "
-                  f"{PAIRS} pairs: {', '.join(f'{p[0]:.2f}' for p in pairs)})")
+            print(f"round {r + 1}: plain read {count} messages {base[1]:.2f} s CPU "
+                  f"({base[0]:.2f} s wall), import {ds['samples']} samples {mine[1]:.2f} s CPU "
+                  f"({mine[0]:.2f} s wall): ratio {ratio:.2f}x CPU, {wall_ratio:.2f}x wall "
+                  f"(median of {PAIRS} pairs by CPU: {', '.join(f'{p[0]:.2f}' for p in pairs)})")
         print(f"ratio import/plain read: median {sorted(ratios)[len(ratios) // 2]:.2f}x "
               f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}; target <= 2x)")
         for path, n in ((bag, MESSAGES), (small, MESSAGES // 4)):

@@ -48,7 +48,8 @@ METADATA = "metadata.yaml"
 COPY_CHUNK = 1 << 20
 WORKDIR_PREFIX = ".import-"  # in the datasets directory: the .npz is renamed, not copied
 ABANDONED_AFTER_S = 24 * 3600
-FLUSH_BYTES = 8 << 20  # samples buffered before they are appended to the raw files
+FLUSH_BYTES = 1 << 20  # samples buffered (with their objects' overhead) before a write
+BYTES_OBJECT_OVERHEAD = 64  # a bytes object and its list slot, beyond its data
 HINT = ("send a rosbag2 recording: a .mcap file, or a .zip or .tar.gz of the bag directory "
         "(metadata.yaml and its .mcap or .db3 files)")
 
@@ -294,6 +295,8 @@ class _SampleFiles:
         self.buffers: dict[str, list[bytes]] = {name: [] for name in arrays}
         self.sample_bytes = sum(int(np.prod(shape)) * self.dtypes[name].itemsize
                                 for name, shape in arrays.items())
+        self.flush_every = max(1, FLUSH_BYTES // (self.sample_bytes
+                                                  + BYTES_OBJECT_OVERHEAD * len(arrays)))
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.count = 0
@@ -313,7 +316,7 @@ class _SampleFiles:
         for name, buffer in self.buffers.items():
             buffer.append(values[name].astype(self.dtypes[name], copy=False).tobytes())
         self.buffered += 1
-        if self.buffered * self.sample_bytes >= FLUSH_BYTES:
+        if self.buffered >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
