@@ -248,6 +248,27 @@ def test_a_refused_upload_keeps_the_bag_and_says_so(arm, tmp_path) -> None:  # t
     assert arm.manager.alive
 
 
+def test_a_manager_stopped_mid_recording_closes_the_bag(arm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C on a manager (its own namespace here) while it records: the bag is closed whole, not cut off."""
+    second = arm.group.start("kairo_manager_2", ["kairo_manager", "--ros-args", "-r", "__ns:=/second"],
+                             env={"ROS_LOG_DIR": str(tmp_path / "roslog")})
+    with SpinningNode("kairo_record_test_second", domain_id=DOMAIN_ID) as ros:
+        client = ActionClient(ros.node, RecordDataset, "/second/record")
+        ros.wait_for_action_server(client, 30, "/second/record")
+        feedback: list[RecordDataset.Feedback] = []
+        goal = RecordDataset.Goal(task="manipulation", output_dir=str(tmp_path / "bags"))
+        handle = wait_future(client.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)),
+                             10, "send record goal")
+        assert handle.accepted
+        wait_until(lambda: any(sum(f.message_counts) >= 50 for f in feedback), 30, "50 messages recorded")
+        assert second.stop() == 0, "kairo_manager ends normally on SIGINT"
+    (bag,) = (tmp_path / "bags").iterdir()
+    read = read_bag(bag)
+    counts = {t: len(v["messages"]) for t, v in read["topics"].items()}
+    listed = {t["topic_metadata"]["name"]: t["message_count"] for t in read["metadata"]["topics_with_message_count"]}
+    assert listed == counts and sum(counts.values()) >= 50
+
+
 # --- end to end: record, upload, train, promote, and the learned model drives the arm -------------------------
 def measure_error(watch: ArmWatch, settle_s: float = 3.0, seconds: float = 6.0) -> float:
     """Mean hand-to-target distance (m) over `seconds` of joint states, after `settle_s`, as the demo measures it."""
