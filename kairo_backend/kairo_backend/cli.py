@@ -148,7 +148,7 @@ def _keys(args: argparse.Namespace, store: Store, settings: Settings) -> int:
 def _import(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     import json
 
-    from kairo_backend.training.features import validate_features
+    from kairo_backend.training.datasets import check_features
     from kairo_backend.training.recordings import import_dataset
 
     path: Path = args.path
@@ -159,7 +159,7 @@ def _import(args: argparse.Namespace, store: Store, settings: Settings) -> int:
         doc = json.loads(args.features.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"--features {args.features}: not valid JSON ({exc})") from exc
-    features = validate_features(doc)
+    features = check_features(doc)
     ws = store.ensure_workspace(args.workspace)
     name = (args.name or path.name or "recording")[:200]
     ds = import_dataset(settings, store, ws, name, path, features, file_name=path.name)

@@ -15,14 +15,13 @@ from kairo_backend.core.util import new_id, now
 from kairo_backend.errors import ArtifactCorrupted, NotFound, Unavailable
 from kairo_backend.exporters.artifacts import corruption
 from kairo_backend.store import Store
-from kairo_backend.training.datasets import check_arrays, save_arrays
-from kairo_backend.training.features import validate_features
+from kairo_backend.training.datasets import check_arrays, check_features, save_arrays
 
 
 def create_dataset(settings: Settings, store: Store, ws: str, name: str,
                    arrays: dict[str, np.ndarray], features: Any) -> dict[str, Any]:
     """Validate arrays against the features description, store both; the dataset row."""
-    features = validate_features(features)
+    features = check_features(features)
     samples = check_arrays(arrays, features)
     ds_id = new_id("ds_")
     path = settings.datasets_dir / f"{ds_id}.npz"

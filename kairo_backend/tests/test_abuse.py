@@ -29,7 +29,7 @@ from conftest import Server, cli
 from kairo_backend.core.config import Settings
 from kairo_backend.main import create_app
 from kairo_backend.training.demo import make_demo
-from kairo_backend.training.features import default_features
+from kairo_features.tasks import default_features
 
 MB = 1_000_000
 LIMITS = ["--max-upload-mb", "64", "--max-dataset-mb", "128", "--max-samples", "200000"]

@@ -24,7 +24,7 @@ import pytest
 from test_crash import _worker_pid, wait_training
 
 from conftest import Server, cli, wait_run
-from kairo_backend.training.features import default_features
+from kairo_features.tasks import default_features
 
 DISK = "4m"  # small enough that SQLite's WAL (checkpointed at ~4 MB) cannot be reused
 LONG = {"epochs": 1000, "batch_size": 4}

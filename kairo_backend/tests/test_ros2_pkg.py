@@ -16,7 +16,7 @@ import yaml
 from conftest import Server
 from kairo_backend.exporters import ros2_pkg
 from kairo_backend.exporters.archive import FIXED_MTIME, Entry, tar_gz_bytes
-from kairo_backend.training.features import default_features
+from kairo_features.tasks import default_features
 
 ONNX = bytes(range(256)) * 40
 

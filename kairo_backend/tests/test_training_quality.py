@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import Server, cli, wait_run
-from kairo_backend.training.features import default_features
 from kairo_backend.training.nets import ExportWrapper, VectorMLP, build_net, load_wrapper
+from kairo_features.tasks import default_features
 
 # The seed's example request (models-api: POST /models/train).
 SEED_CONFIG = {"epochs": 30, "learning_rate": 0.001, "batch_size": 64}

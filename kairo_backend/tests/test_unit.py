@@ -14,9 +14,10 @@ from kairo_backend.errors import ValidationFailed
 from kairo_backend.jobs.estimate import estimate_duration_s
 from kairo_backend.store import Store
 from kairo_backend.training.config import TrainConfig
-from kairo_backend.training.datasets import check_arrays, load_arrays
+from kairo_backend.training.datasets import check_arrays, check_features, load_arrays
 from kairo_backend.training.demo import arm_fk, arm_step, make_demo, nav_rule
-from kairo_backend.training.features import default_features, validate_features
+from kairo_features.schema import FeaturesError
+from kairo_features.tasks import default_features
 
 
 @pytest.mark.parametrize("task", ["manipulation", "navigation", "object_detection"])
@@ -24,7 +25,7 @@ def test_demo_is_deterministic_and_valid(task: str) -> None:
     a1, f = make_demo(task, 50, seed=3)
     a2, _ = make_demo(task, 50, seed=3)
     a3, _ = make_demo(task, 50, seed=4)
-    assert check_arrays(a1, validate_features(f)) == 50
+    assert check_arrays(a1, check_features(f)) == 50
     for k in a1:
         assert np.array_equal(a1[k], a2[k])
     assert any(not np.array_equal(a1[k], a3[k]) for k in a1)
@@ -73,12 +74,12 @@ def test_features_validation_names_the_field() -> None:
     f = default_features("manipulation")
     f["inputs"][0]["shape"] = [0]
     with pytest.raises(ValidationFailed, match=r"features.inputs\[0\].shape"):
-        validate_features(f)
+        check_features(f)
     f = default_features("navigation")
     del f["tolerance"]
     with pytest.raises(ValidationFailed, match="tolerance"):
-        validate_features(f)
-    with pytest.raises(ValidationFailed, match="task"):
+        check_features(f)
+    with pytest.raises(FeaturesError, match="task"):
         default_features("juggling")
 
 

@@ -15,8 +15,7 @@ from kairo_backend.errors import InvalidRequest, NotFound, ValidationFailed
 from kairo_backend.schemas.common import ERROR_RESPONSES
 from kairo_backend.schemas.datasets import UPLOAD_BODY, DatasetList, DatasetPublic, dataset_public
 from kairo_backend.services import create_dataset
-from kairo_backend.training.datasets import read_npz
-from kairo_backend.training.features import validate_features
+from kairo_backend.training.datasets import check_features, read_npz
 from kairo_backend.training.recordings import import_dataset, sniff_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
@@ -49,7 +48,7 @@ async def upload_dataset(request: Request, ctx: Ctx, ws: Workspace) -> dict[str,
         raw = form.get("features")
         if not isinstance(raw, str):
             raise ValidationFailed("features: field required (JSON, see docs/features.md)")
-        features = validate_features(_parse_features(raw))
+        features = check_features(_parse_features(raw))
         name = form.get("name")
         if not isinstance(name, str) or not name.strip():
             name = upload.filename or "dataset"

@@ -4,10 +4,10 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel
 
-from kairo_backend.training.features import TASKS
+from kairo_features.schema import TASKS
 
 Task = Literal["manipulation", "navigation", "object_detection"]
-assert set(get_args(Task)) == set(TASKS), "schemas.common.Task must list features.TASKS"
+assert set(get_args(Task)) == set(TASKS), "schemas.common.Task must list kairo_features' TASKS"
 RunStatus = Literal["queued", "running", "complete", "failed", "cancelled"]
 ModelStatus = Literal["training", "ready", "active", "failed"]
 ExportFormat = Literal["onnx", "ros2-pkg"]

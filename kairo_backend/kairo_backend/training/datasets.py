@@ -17,7 +17,7 @@ from typing import IO, Any
 import numpy as np
 
 from kairo_backend.errors import PayloadTooLarge, ValidationFailed
-from kairo_backend.training.features import dataset_array_names, is_detection
+from kairo_features.schema import Features, FeaturesError, parse_features
 
 MIN_SAMPLES = 10
 MAX_ARRAYS = 64
@@ -157,9 +157,21 @@ def _inspect(zf: zipfile.ZipFile, max_bytes: int, max_samples: int) -> dict[str,
     return members
 
 
+def check_features(doc: Any, task: str | None = None) -> dict[str, Any]:
+    """A features document checked by the one parser (kairo_features, docs/features.md), normalised."""
+    if not isinstance(doc, dict):
+        raise ValidationFailed("features: must be a JSON object")
+    try:
+        return parse_features(doc, task=task).to_document()
+    except FeaturesError as exc:
+        raise ValidationFailed(str(exc)) from None
+
+
 def check_arrays(arrays: dict[str, np.ndarray], features: dict[str, Any]) -> int:
     """Check the arrays against the features description; return the sample count."""
-    needed = dataset_array_names(features)
+    parsed: Features = parse_features(features)
+    expected = parsed.dataset_arrays()
+    needed = list(expected)
     missing = [n for n in needed if n not in arrays]
     if missing:
         raise ValidationFailed(
@@ -170,15 +182,6 @@ def check_arrays(arrays: dict[str, np.ndarray], features: dict[str, Any]) -> int
         raise ValidationFailed(f"file: arrays have different sample counts {counts}")
     if n < MIN_SAMPLES:
         raise ValidationFailed(f"file: needs at least {MIN_SAMPLES} samples, has {n}")
-    expected: dict[str, tuple[int, ...]] = {}
-    for e in features["inputs"]:
-        expected[e["name"]] = tuple(e["shape"])
-    if is_detection(features):
-        expected["labels"] = ()
-        expected["boxes"] = (4,)
-    else:
-        for e in features["outputs"]:
-            expected[e["name"]] = tuple(e["shape"])
     for name, shape in expected.items():
         arr = arrays[name]
         if tuple(arr.shape[1:]) != shape:
@@ -188,7 +191,7 @@ def check_arrays(arrays: dict[str, np.ndarray], features: dict[str, Any]) -> int
         check_dtype(f"file.{name}", arr.dtype)
         if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
             raise ValidationFailed(f"file.{name}: contains NaN or infinite values")
-    if is_detection(features):
+    if parsed.is_detection:
         labels = arrays["labels"]
         n_classes = len(features["classes"])
         if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or \

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from kairo_backend.errors import ValidationFailed
-from kairo_backend.training.features import IMAGE_SHAPE, NAV_BEAMS, TASKS, default_features
+from kairo_features.tasks import IMAGE_SHAPE, NAV_BEAMS, TASKS, default_features
 
 LINKS = np.array([0.4, 0.3, 0.2])
 REST_POSE = np.array([0.0, 1.0, 1.0])

@@ -13,8 +13,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from kairo_backend.training.features import SCHEMA
 from kairo_backend.training.nets import ExportWrapper
+from kairo_features.schema import META_FEATURES, META_MODEL_ID, META_MODEL_VERSION, META_SCHEMA, META_TASK, SCHEMA
 
 OPSET = 17
 
@@ -32,11 +32,11 @@ def export_onnx(wrapper: ExportWrapper, path: Path, *, model_id: str, version: s
                       dynamo=False)
     proto = onnx.load(str(path))
     meta = {
-        "kairo.schema": SCHEMA,
-        "kairo.model_id": model_id,
-        "kairo.model_version": version,
-        "kairo.task": features["task"],
-        "kairo.features": json.dumps(features, sort_keys=True),
+        META_SCHEMA: SCHEMA,
+        META_MODEL_ID: model_id,
+        META_MODEL_VERSION: version,
+        META_TASK: features["task"],
+        META_FEATURES: json.dumps(features, sort_keys=True),
     }
     del proto.metadata_props[:]
     for k, v in meta.items():

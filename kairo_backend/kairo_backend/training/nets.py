@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from kairo_backend.training.features import is_detection, size_of
+from kairo_features.schema import DETECTION_TASK
 
 ARCHITECTURES = ("auto", "mlp", "cnn")
 # The least-squares start of VectorMLP: wider inputs keep the default start (the
@@ -104,14 +105,14 @@ class DetectionCNN(nn.Module):
 
 def build_net(features: dict[str, Any], arch: str) -> nn.Module:
     """The trainable core: normalised inputs in, normalised outputs out."""
-    n_in = sum(size_of(e) for e in features["inputs"])
-    if is_detection(features):
+    n_in = sum(math.prod(e["shape"]) for e in features["inputs"])
+    if features["task"] == DETECTION_TASK:
         c, h, w = features["inputs"][0]["shape"]
         n_classes = len(features["classes"])
         if arch == "cnn":
             return DetectionCNN(c, h, w, n_classes)
         return DetectionMLP(n_in, n_classes)
-    n_out = sum(size_of(e) for e in features["outputs"])
+    n_out = sum(math.prod(e["shape"]) for e in features["outputs"])
     return VectorMLP(n_in, n_out)
 
 
@@ -128,8 +129,8 @@ class ExportWrapper(nn.Module):
         super().__init__()
         self.features = features
         self.net = net
-        self.detection = is_detection(features)
-        n_in = sum(size_of(e) for e in features["inputs"])
+        self.detection = features["task"] == DETECTION_TASK
+        n_in = sum(math.prod(e["shape"]) for e in features["inputs"])
         if self.detection:
             c, h, w = features["inputs"][0]["shape"]
             self.register_buffer("in_mean", torch.zeros(c, 1, 1))
@@ -138,7 +139,7 @@ class ExportWrapper(nn.Module):
             self.register_buffer("out_mean", torch.zeros(0))
             self.register_buffer("out_std", torch.ones(0))
         else:
-            n_out = sum(size_of(e) for e in features["outputs"])
+            n_out = sum(math.prod(e["shape"]) for e in features["outputs"])
             self.register_buffer("in_mean", torch.zeros(n_in))
             self.register_buffer("in_std", torch.ones(n_in))
             self.register_buffer("out_mean", torch.zeros(n_out))
@@ -161,7 +162,7 @@ class ExportWrapper(nn.Module):
         outs = []
         start = 0
         for e in self.features["outputs"]:
-            n = size_of(e)
+            n = math.prod(e["shape"])
             outs.append(y[:, start:start + n].reshape([b, *e["shape"]]))
             start += n
         return outs[0] if len(outs) == 1 else tuple(outs)

@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from kairo_backend.training.config import TrainConfig
-from kairo_backend.training.features import is_detection
 from kairo_backend.training.nets import ExportWrapper, VectorMLP, build_net
+from kairo_features.schema import DETECTION_TASK
 
 VAL_FRACTION = 0.2
 BOX_LOSS_WEIGHT = 5.0
@@ -85,7 +85,7 @@ def prepare(arrays: dict[str, np.ndarray], features: dict[str, Any], architectur
     net = build_net(features, architecture)
     wrapper = ExportWrapper(features, net)
 
-    if is_detection(features):
+    if features["task"] == DETECTION_TASK:
         img = raw_inputs[0]
         mean, std = _stats(img[tr_idx], (0, 2, 3))
         wrapper.in_mean.copy_(torch.from_numpy(mean[:, None, None]))
