@@ -89,14 +89,14 @@ def plain_read(path: Path) -> int:
 def ours(path: Path, data_dir: Path) -> dict[str, object]:
     from kairo_backend.core.config import Settings
     from kairo_backend.store import Store
-    from kairo_backend.training.features import validate_features
+    from kairo_backend.training.datasets import check_features
     from kairo_backend.training.recordings import import_dataset
 
     settings = Settings(data_dir=data_dir)
     settings.ensure_dirs()
     store = Store(settings.db_path)
     ws = store.ensure_workspace("bench")
-    return import_dataset(settings, store, ws, "bench", path, validate_features(FEATURES),
+    return import_dataset(settings, store, ws, "bench", path, check_features(FEATURES),
                           file_name=path.name)
 
 
