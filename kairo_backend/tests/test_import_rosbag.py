@@ -329,6 +329,71 @@ def test_the_limits_refuse_a_recording_with_413_and_leave_nothing(bags: dict[str
         assert list(settings.datasets_dir.iterdir()) == []
 
 
+def write_detection_bag(path: Path, classes: list[str]) -> dict[str, np.ndarray]:
+    """Images and their detections (a kairo_interfaces type the backend does not know: the
+    bag holds its definition), the detection stamped with its image's header stamp."""
+    from rosbags.typesys import get_types_from_msg
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    msg_dir = Path(__file__).resolve().parents[2] / "kairo_interfaces" / "msg"
+    for name in ("BoundingBox2D", "Detection2D", "Detection2DArray"):
+        store.register(get_types_from_msg((msg_dir / f"{name}.msg").read_text(),
+                                          f"kairo_interfaces/msg/{name}"))
+    t = store.types
+    rng = np.random.default_rng(3)
+    expected: dict[str, list[Any]] = {"image": [], "labels": [], "boxes": []}
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        images = writer.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=store)
+        detections = writer.add_connection("/detections", "kairo_interfaces/msg/Detection2DArray",
+                                           typestore=store)
+        for i in range(15):
+            stamp = BASE_NS + i * PERIOD_NS
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            label = i % len(classes)
+            box = (4.0 + i, 5.0, 6.0, 7.0 + i)
+            writer.write(images, stamp + 3_000_000, bytes(store.serialize_cdr(t["sensor_msgs/msg/Image"](
+                header=_header(stamp), height=32, width=32, encoding="rgb8", is_bigendian=0, step=96,
+                data=pixels.reshape(-1)), "sensor_msgs/msg/Image")))
+            found = [t["kairo_interfaces/msg/Detection2D"](
+                class_id=classes[(label + 1) % len(classes)], score=0.2,
+                bbox=t["kairo_interfaces/msg/BoundingBox2D"](center_x=0.0, center_y=0.0, size_x=1.0,
+                                                             size_y=1.0)),
+                t["kairo_interfaces/msg/Detection2D"](
+                class_id=classes[label], score=0.9,
+                bbox=t["kairo_interfaces/msg/BoundingBox2D"](center_x=box[0], center_y=box[1],
+                                                             size_x=box[2], size_y=box[3]))]
+            writer.write(detections, stamp + 9_000_000, bytes(store.serialize_cdr(
+                t["kairo_interfaces/msg/Detection2DArray"](header=_header(stamp), detections=found),
+                "kairo_interfaces/msg/Detection2DArray")))
+            expected["image"].append(pixels.transpose(2, 0, 1))
+            expected["labels"].append(label)
+            expected["boxes"].append(box)
+    return {"image": np.asarray(expected["image"], dtype=np.float32),
+            "labels": np.asarray(expected["labels"], dtype=np.int64),
+            "boxes": np.asarray(expected["boxes"], dtype=np.float32)}
+
+
+def test_detection_recording_with_its_own_definitions_imports(srv: Server, api: httpx.Client,
+                                                              tmp_path: Path) -> None:
+    classes = ["circle", "square", "triangle"]
+    features = {"task": "object_detection", "classes": classes,
+                "inputs": [{"name": "image", "topic": "/camera/image_raw",
+                            "type": "sensor_msgs/msg/Image", "fields": ["data"],
+                            "shape": [3, 32, 32], "encoding": "rgb8"}],
+                "outputs": [{"name": "detections", "topic": "/detections",
+                             "type": "kairo_interfaces/msg/Detection2DArray", "fields": [],
+                             "shape": [7]}]}
+    expected = write_detection_bag(tmp_path / "shapes", classes)
+    r = upload(api, "shapes.zip", zip_of(tmp_path / "shapes"), features)
+    assert r.status_code == 201, r.text
+    assert r.json()["samples"] == 15 and r.json()["dropped"] == {}
+    arrays = stored(srv, r.json()["id"])
+    assert sorted(arrays) == sorted(expected)
+    for name, array in expected.items():
+        assert arrays[name].dtype == array.dtype, name
+        np.testing.assert_array_equal(arrays[name], array, err_msg=name)
+
+
 def test_training_on_an_imported_dataset_completes(api: httpx.Client,
                                                    bags: dict[str, Any]) -> None:
     r = upload(api, "train_me.zip", zip_of(bags["mcap_dir"]))
