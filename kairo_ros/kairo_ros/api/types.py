@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from kairo_features.schema import TASKS as TASKS  # the features contract's tasks, re-exported
+
 T = TypeVar("T")
 
 RUN_QUEUED = "queued"
@@ -20,7 +22,6 @@ RUN_COMPLETE = "complete"
 RUN_FAILED = "failed"
 RUN_CANCELLED = "cancelled"
 RUN_FINISHED = frozenset({RUN_COMPLETE, RUN_FAILED, RUN_CANCELLED})
-TASKS = ("manipulation", "navigation", "object_detection")
 EXPORT_FORMATS = ("onnx", "ros2-pkg")
 
 

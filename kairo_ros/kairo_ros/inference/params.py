@@ -12,13 +12,13 @@ import pathlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kairo_features.schema import TASKS  # light: no numpy, so launch files may import this table
 from kairo_ros.parameters import ParameterSpec, declare, read
 
 if TYPE_CHECKING:
     from rclpy.node import Node
 
 # The launch files import this table, so the checks import the node's modules only when they run.
-TASKS = ("manipulation", "navigation", "object_detection")  # kairo_ros.api.TASKS (a test keeps them equal)
 INPUT_QOS_CHOICES = ("sensor_data", "reliable")  # what wiring.input_qos() makes (a test keeps them equal)
 
 
