@@ -5,7 +5,8 @@ params file and a launch file, into `share/<package>/`. Its params file names
 the model as `package://<package>/models/model.onnx`, which kairo_inference
 resolves through the ament index of the robot, so nothing in it depends on
 the exporting machine. Building it needs only colcon; running it needs
-kairo_ros and kairo_interfaces, never this backend.
+kairo_ros (with kairo_features, which it depends on) and kairo_interfaces,
+never this backend.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ ONNX model (`models/model.onnx`, sha256 `{spec.onnx_sha256}`) and runs it with
 ## Build
 
 Put this directory in a colcon workspace beside (or on top of an install of)
-`kairo_ros` and `kairo_interfaces`, then:
+`kairo_ros`, `kairo_features` and `kairo_interfaces`, then:
 
 ```bash
 colcon build --packages-select {pkg}
