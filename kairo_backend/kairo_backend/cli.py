@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from kairo_backend.core.config import Settings, default_data_dir
 from kairo_backend.errors import KairoError
+from kairo_features.schema import TASKS
 
 if TYPE_CHECKING:
     from kairo_backend.store import Store
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="datasets_command", required=True)
     dc = dsub.add_parser("create-demo", parents=[common],
                          help="generate a demo dataset; its ID printed last")
-    dc.add_argument("task", choices=["manipulation", "navigation", "object_detection"])
+    dc.add_argument("task", choices=TASKS)
     dc.add_argument("--workspace", required=True)
     dc.add_argument("--samples", type=int, default=None)
     dc.add_argument("--seed", type=int, default=0)
