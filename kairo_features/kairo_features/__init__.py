@@ -16,9 +16,10 @@ from kairo_features.schema import (
     Features,
     FeaturesError,
     Normalisation,
+    Range,
     features_from_metadata,
     parse_features,
 )
 
-__all__ = ["SCHEMA", "TASKS", "FeatureEntry", "Features", "FeaturesError", "Normalisation",
+__all__ = ["SCHEMA", "TASKS", "FeatureEntry", "Features", "FeaturesError", "Normalisation", "Range",
            "features_from_metadata", "parse_features"]

@@ -46,7 +46,7 @@ _FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 # starting with a digit, no '//', no trailing '/', no '~' or '{}' substitutions.
 _TOPIC = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
 _DOC_KEYS = frozenset({"schema", "task", "inputs", "outputs", "tolerance", "classes"})
-_ENTRY_KEYS = frozenset({"name", "topic", "type", "fields", "shape", "encoding"})
+_ENTRY_KEYS = frozenset({"name", "topic", "type", "fields", "shape", "encoding", "range"})
 
 
 class FeaturesError(ValueError):
@@ -70,6 +70,21 @@ class Normalisation:
 
 
 @dataclass(frozen=True)
+class Range:
+    """Per-value envelope: the lowest and highest value seen in the training data.
+
+    Written by the backend at training; the inference node guards against
+    values outside it (docs/features.md, "Envelope").
+    """
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    def to_document(self) -> dict[str, list[float]]:
+        return {"min": list(self.low), "max": list(self.high)}
+
+
+@dataclass(frozen=True)
 class FeatureEntry:
     """One model input or output and the ROS topic, type and fields behind it."""
 
@@ -81,6 +96,7 @@ class FeatureEntry:
     encoding: str | None = None
     normalisation: Normalisation | None = None
     is_output: bool = False
+    range: Range | None = None
 
     @property
     def size(self) -> int:
@@ -101,6 +117,8 @@ class FeatureEntry:
             doc["encoding"] = self.encoding
         if self.normalisation is not None:
             doc["denormalise" if self.is_output else "normalise"] = self.normalisation.to_document()
+        if self.range is not None:
+            doc["range"] = self.range.to_document()
         return doc
 
 
@@ -229,6 +247,21 @@ def _normalisation(value: Any, where: str, length: int) -> Normalisation | None:
     return Normalisation(mean, std)
 
 
+def _range(value: Any, where: str, length: int) -> Range | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _fail(where, "must be an object {min: [...], max: [...]}")
+    _no_unknown_keys(value, frozenset({"min", "max"}), where)
+    low = _numbers(_require(value, "min", where), f"{where}.min", length)
+    high = _numbers(_require(value, "max", where), f"{where}.max", length)
+    inverted = [i for i, (lo, hi) in enumerate(zip(low, high, strict=True)) if lo > hi]
+    if inverted:
+        i = inverted[0]
+        raise _fail(f"{where}.min", f"value {i} is {low[i]}, above its max {high[i]}; every min must be <= its max")
+    return Range(low, high)
+
+
 def _entry(doc: Any, where: str, *, output: bool) -> FeatureEntry:
     if not isinstance(doc, Mapping):
         raise _fail(where, "must be an object")
@@ -274,7 +307,7 @@ def _entry(doc: Any, where: str, *, output: bool) -> FeatureEntry:
         raise _fail(f"{where}.encoding", f"only {IMAGE_TYPE} inputs have an encoding")
     return FeatureEntry(name=name, topic=topic, msg_type=msg_type, fields=tuple(fields), shape=tuple(shape),
                         encoding=encoding, normalisation=_normalisation(doc.get(norm_key), f"{where}.{norm_key}", size),
-                        is_output=output)
+                        is_output=output, range=_range(doc.get("range"), f"{where}.range", size))
 
 
 def _decode(doc: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:

@@ -244,3 +244,37 @@ def test_the_schema_imports_no_numpy() -> None:
             "print(sorted(m for m in ('numpy', 'rclpy', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_range_round_trips_on_inputs_and_outputs() -> None:
+    doc = default_features("manipulation")
+    doc["inputs"][0]["range"] = {"min": [-1, -2, -3], "max": [1, 2.5, -3]}
+    doc["outputs"][0]["range"] = {"min": [0, 0, 0], "max": [0.5, 0.5, 0.5]}
+    parsed = parse_features(doc)
+    joint = parsed.inputs[0].range
+    assert joint is not None and joint.low == (-1.0, -2.0, -3.0) and joint.high == (1.0, 2.5, -3.0)
+    assert parsed.inputs[1].range is None
+    assert parsed.outputs[0].range is not None and parsed.outputs[0].range.high == (0.5, 0.5, 0.5)
+    assert parse_features(parsed.to_document()) == parsed
+    assert parsed.to_document()["inputs"][0]["range"] == {"min": [-1.0, -2.0, -3.0], "max": [1.0, 2.5, -3.0]}
+    assert "range" not in parsed.to_document()["inputs"][1]
+    # The envelope is not wiring: a retrained model with another range swaps in.
+    assert parsed.wiring_key() == parse_features(default_features("manipulation")).wiring_key()
+
+
+@pytest.mark.parametrize(("bad_range", "match"), [
+    ({"min": [0, 0], "max": [1, 1, 1]}, r"range\.min: has 2 values; the entry has 3"),
+    ({"min": [0, 0, 0], "max": [1, 1]}, r"range\.max: has 2 values; the entry has 3"),
+    ({"min": [0, float("nan"), 0], "max": [1, 1, 1]}, r"range\.min: must be a list of finite numbers"),
+    ({"min": [0, 0, 0], "max": [1, float("inf"), 1]}, r"range\.max: must be a list of finite numbers"),
+    ({"min": [0, 2, 0], "max": [1, 1, 1]}, r"range\.min: value 1 is 2\.0, above its max 1\.0"),
+    ({"min": [0, 0, 0]}, r"range\.max: required key is missing"),
+    ({"min": [0, 0, 0], "max": [1, 1, 1], "mean": [0, 0, 0]}, r"range\.mean: unknown key"),
+    ([0, 1], r"range: must be an object \{min: \[\.\.\.\], max: \[\.\.\.\]\}"),
+    ({"min": "abc", "max": [1, 1, 1]}, r"range\.min: must be a list of finite numbers"),
+])
+def test_bad_range_is_named(bad_range: Any, match: str) -> None:
+    doc = default_features("manipulation")
+    doc["outputs"][0]["range"] = bad_range
+    with pytest.raises(FeaturesError, match=r"^features\.outputs\[0\]\." + match):
+        parse_features(doc)
