@@ -11,6 +11,7 @@ validation split (the last 20 % of a seeded shuffle, never trained on).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from torch.nn import functional as F
 
 from kairo_backend.training.config import TrainConfig
 from kairo_backend.training.nets import ExportWrapper, VectorMLP, build_net
-from kairo_features.schema import DETECTION_TASK
+from kairo_features.schema import DETECTION_TASK, DETECTION_TYPE, IMAGE_TYPE
 
 VAL_FRACTION = 0.2
 BOX_LOSS_WEIGHT = 5.0
@@ -42,7 +43,7 @@ class Split:
 
 @dataclass
 class Setup:
-    features: dict[str, Any]
+    features: dict[str, Any]  # the dataset's, with the training envelope (`with_envelope`)
     architecture: str
     config: TrainConfig
     net: nn.Module
@@ -71,6 +72,33 @@ def _stats(x: np.ndarray, axis: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def split_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows): the last VAL_FRACTION of a seeded shuffle is validation."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * VAL_FRACTION)))
+    return perm[: n - n_val], perm[n - n_val:]
+
+
+def with_envelope(features: dict[str, Any], arrays: dict[str, np.ndarray],
+                  rows: np.ndarray) -> dict[str, Any]:
+    """A copy of `features` whose vector entries carry `range`: per value, min and max over `rows`.
+
+    The envelope the inference node guards with (docs/features.md, "Envelope").
+    Images and detection outputs get none: a pixel is bounded by its encoding,
+    and a per-pixel envelope would refuse every brighter scene.
+    """
+    doc = copy.deepcopy(features)
+    for side in ("inputs", "outputs"):
+        for entry in doc[side]:
+            entry.pop("range", None)
+            if entry["type"] in (IMAGE_TYPE, DETECTION_TYPE):
+                continue
+            seen = arrays[entry["name"]][rows].astype(np.float32).reshape(len(rows), -1)
+            # float32, as the reader gives values: the bounds compare exactly at inference
+            entry["range"] = {"min": seen.min(axis=0).tolist(), "max": seen.max(axis=0).tolist()}
+    return doc
+
+
 def prepare(arrays: dict[str, np.ndarray], features: dict[str, Any], architecture: str,
             config: TrainConfig, *, seed: int = 0, device: str | None = None) -> Setup:
     """Split, normalise (statistics of the training split) and build net and optimizer."""
@@ -78,9 +106,8 @@ def prepare(arrays: dict[str, np.ndarray], features: dict[str, Any], architectur
     torch.manual_seed(seed)
     first = features["inputs"][0]["name"]
     n = int(arrays[first].shape[0])
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(n * VAL_FRACTION)))
-    tr_idx, va_idx = perm[: n - n_val], perm[n - n_val:]
+    tr_idx, va_idx = split_rows(n, seed)
+    features = with_envelope(features, arrays, tr_idx)
     raw_inputs = [arrays[e["name"]].astype(np.float32) for e in features["inputs"]]
     net = build_net(features, architecture)
     wrapper = ExportWrapper(features, net)
