@@ -99,6 +99,8 @@ def test_onnx_matches_torch_and_carries_wiring(api: httpx.Client, server: Server
     assert meta["kairo.model_id"] == mid and meta["kairo.model_version"] == "v1"
     assert meta["kairo.task"] == task
     features = json.loads(meta["kairo.features"])
+    for entry in features["inputs"] + features["outputs"]:
+        entry.pop("range", None)  # the training envelope, the one addition (test_envelope.py)
     assert features == api.get(f"/v1/datasets/{demo[task]}").json()["features"]
     sess = ort.InferenceSession(blob.content, providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == [e["name"] for e in features["inputs"]]

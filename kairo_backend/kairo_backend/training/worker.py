@@ -63,6 +63,7 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
                           f"{job['architecture']}, torch threads {threads}")
         setup = trainer.prepare(arrays, features, job["architecture"], config, seed=0,
                                 device=device)
+        features = setup.features  # with the training envelope: model.pt and features.json match the ONNX
         epoch_seconds: list[float] = []
 
         def on_epoch(info: trainer.EpochInfo) -> bool:
