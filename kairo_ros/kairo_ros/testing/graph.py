@@ -102,6 +102,17 @@ class SpinningNode:
         if not client.wait_for_server(timeout_sec=timeout_s):
             raise RosTimeout(f"action server {name or '?'}: not available within {timeout_s:g} s")
 
+    def on_executor(self, work: Callable[[], T], timeout_s: float, what: str) -> T:
+        """Run `work` on the spinning thread and return what it returned.
+
+        For rclpy calls that race with the executor when made from another
+        thread: ActionClient.send_goal_async, cancel_goal_async and
+        get_result_async record their request only after sending it, so an
+        answer the executor takes first is dropped as unexpected and the
+        caller waits forever.
+        """
+        return wait_future(self.executor.create_task(work), timeout_s, what)  # type: ignore[no-any-return]
+
     def call(self, client: Any, request: Any, timeout_s: float) -> Any:
         """One service call with a deadline on both discovery and answer."""
         self.wait_for_service(client, timeout_s)
