@@ -23,7 +23,9 @@ from geometry_msgs.msg import PointStamped
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rclpy.action import ActionClient
+from rclpy.action.client import ClientGoalHandle
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from test_manager import start_manager
 
@@ -35,7 +37,7 @@ from kairo_features.tasks import default_features
 from kairo_interfaces.action import RecordDataset, TrainModel
 from kairo_interfaces.msg import Prediction
 from kairo_ros.demo.run import ArmWatch
-from kairo_ros.testing.commander import ActionOutcome, KairoCommander, RunningGoal
+from kairo_ros.testing.commander import ActionOutcome, KairoCommander
 from kairo_ros.testing.graph import SpinningNode, wait_future, wait_until
 from kairo_ros.testing.processes import ChildProcess, ProcessGroup
 
@@ -78,12 +80,33 @@ def arm(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Any:
         group.stop_all()
 
 
-def send(arm: Arm, feedback: list[RecordDataset.Feedback] | None = None, **fields: Any) -> RunningGoal[Any]:
-    goal = RecordDataset.Goal(**fields)
+@dataclass
+class SentGoal:
+    """An accepted goal; every rclpy action call goes through the spinning thread (SpinningNode.on_executor)."""
+
+    ros: SpinningNode
+    handle: ClientGoalHandle
+    result_future: Future
+
+    def cancel(self) -> bool:
+        answer = self.ros.on_executor(self.handle.cancel_goal_async, 10, "cancel the goal")
+        return len(wait_future(answer, 10, "cancel answer").goals_canceling) > 0
+
+    def result(self, timeout_s: float) -> ActionOutcome[Any]:
+        wrapped = wait_future(self.result_future, timeout_s, "the goal's result")
+        return ActionOutcome(wrapped.status, wrapped.result)
+
+
+def send_goal(ros: SpinningNode, client: ActionClient, goal: Any, feedback: list[Any] | None = None) -> SentGoal:
     callback = (lambda m: feedback.append(m.feedback)) if feedback is not None else None
-    handle = wait_future(arm.client.send_goal_async(goal, feedback_callback=callback), 10, "send record goal")
+    sent = ros.on_executor(lambda: client.send_goal_async(goal, feedback_callback=callback), 10, "send the goal")
+    handle = wait_future(sent, 10, "the goal's acceptance")
     assert handle.accepted
-    return RunningGoal(handle, "record")
+    return SentGoal(ros, handle, ros.on_executor(handle.get_result_async, 10, "ask for the result"))
+
+
+def send(arm: Arm, feedback: list[RecordDataset.Feedback] | None = None, **fields: Any) -> SentGoal:
+    return send_goal(arm.ros, arm.client, RecordDataset.Goal(**fields), feedback)
 
 
 def record(arm: Arm, timeout_s: float = 60, **fields: Any) -> ActionOutcome[RecordDataset.Result]:
@@ -158,6 +181,9 @@ def test_a_recording_reads_back_with_an_independent_reader(arm, tmp_path) -> Non
     assert {n: t["topic_metadata"]["type"] for n, t in listed.items()} == ARM_TOPICS
     assert {n: t["message_count"] for n, t in listed.items()} == counts
     assert meta["message_count"] == sum(counts.values())
+    offered = yaml.safe_load(listed["/joint_states"]["topic_metadata"]["offered_qos_profiles"])
+    # kairo_sim_arm's one publisher: reliable (1), volatile (2); discovery does not carry history and depth
+    assert [(q["reliability"], q["durability"]) for q in offered] == [(1, 2)], offered
     ros = arm.ros
     for name, topic in listed.items():
         offered = {str(p.topic_type_hash) for p in ros.node.get_publishers_info_by_topic(name)}
@@ -257,9 +283,7 @@ def test_a_manager_stopped_mid_recording_closes_the_bag(arm, tmp_path) -> None: 
         ros.wait_for_action_server(client, 30, "/second/record")
         feedback: list[RecordDataset.Feedback] = []
         goal = RecordDataset.Goal(task="manipulation", output_dir=str(tmp_path / "bags"))
-        handle = wait_future(client.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)),
-                             10, "send record goal")
-        assert handle.accepted
+        send_goal(ros, client, goal, feedback)
         wait_until(lambda: any(sum(f.message_counts) >= 50 for f in feedback), 30, "50 messages recorded")
         assert second.stop() == 0, "kairo_manager ends normally on SIGINT"
     (bag,) = (tmp_path / "bags").iterdir()
@@ -301,12 +325,13 @@ def test_recorded_demonstrations_train_a_model_that_drives_the_arm(arm, backend,
     arm.ros.node.create_subscription(Prediction, "/kairo/kairo_inference/prediction", watch.on_prediction,
                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     kairo = KairoCommander(arm.ros)
+    train = ActionClient(arm.ros.node, TrainModel, "/kairo/train")
     kairo.wait_until_ready(30)
     errors = {}
     for label, dataset_id in (("built-in", builtin), ("recorded", result.dataset_id)):
         goal = TrainModel.Goal(dataset_id=dataset_id, task="manipulation")
         goal.config.epochs = E2E_EPOCHS
-        trained = kairo.train(goal, timeout_s=900)
+        trained = send_goal(arm.ros, train, goal).result(900).result
         assert trained.status == "complete", trained.message
         assert kairo.promote(trained.model_id, trained.model_version).success
         if label == "built-in":

@@ -165,10 +165,13 @@ class Demo:
                        "the expert's commands")
             goal = RecordDataset.Goal(task="manipulation", duration_s=self.config.record_s, name="demo-arm",
                                       upload=True, output_dir=str(self.data_dir / "recordings"))
-            handle = wait_future(client.send_goal_async(goal), 30, "send the record goal")
+            # sent and followed from the spinning thread: see SpinningNode.on_executor
+            sent = ros.on_executor(lambda: client.send_goal_async(goal), 30, "send the record goal")
+            handle = wait_future(sent, 30, "the record goal's acceptance")
             if not handle.accepted:
                 raise RuntimeError("kairo_manager rejected the record goal")
-            result = wait_future(handle.get_result_async(), self.config.record_s + 300, "recording").result
+            asked = ros.on_executor(handle.get_result_async, 30, "ask for the recording's result")
+            result = wait_future(asked, self.config.record_s + 300, "recording").result
         finally:
             client.destroy()
             expert.stop()  # the learned model drives the arm from here on

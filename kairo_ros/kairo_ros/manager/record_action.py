@@ -43,7 +43,15 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from rosbags.interfaces import Nodetype
+from rosbags.interfaces import (
+    Nodetype,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.errors import WriterError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -139,7 +147,7 @@ class RecordAction:
             self._log.warning(f"record goal aborted: {exc}")
             return _end(handle, "abort", RecordDataset.Result(success=False, message=str(exc)))
         self._log.info(f"recording {', '.join(t.topic for t in plan.topics)} into {plan.bag_path}")
-        recording = _Recording(self._node, plan, self._qos_for)
+        recording = _Recording(self._node, plan)
         try:
             recording.open()
         except RecordError as exc:
@@ -191,15 +199,30 @@ class RecordAction:
         result.message = f"{result.message}; uploaded as dataset {dataset.id} ({dataset.samples} samples)"
         self._log.info(f"recording {plan.bag_path.name} uploaded as dataset {dataset.id}")
 
-    def _qos_for(self, topic: str) -> QoSProfile:
-        """Reliable when every publisher is (nothing lost), else best effort (matches them all), as rosbag2 does."""
-        publishers = self._node.get_publishers_info_by_topic(topic)
-        best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers)
-        if best_effort:
-            return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
-                              durability=DurabilityPolicy.VOLATILE)
-        return QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+
+
+def subscription_qos(offered: list[QoSProfile]) -> QoSProfile:
+    """Reliable when every publisher is (nothing lost), else best effort (matches them all), as rosbag2 does."""
+    if any(q.reliability == ReliabilityPolicy.BEST_EFFORT for q in offered):
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT,
                           durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def bag_qos(profile: QoSProfile) -> Qos:
+    """A publisher's offered QoS as metadata.yaml lists it (`ros2 bag play` offers it again).
+
+    rosbags' QoS enums have rmw's values, which rclpy's policies carry.
+    """
+    def span(duration: Any) -> QosTime:
+        sec, nsec = divmod(int(duration.nanoseconds), 1_000_000_000)
+        return QosTime(sec, nsec)
+
+    return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
+               QosDurability(int(profile.durability)), span(profile.deadline), span(profile.lifespan),
+               QosLiveliness(int(profile.liveliness)), span(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
 
 
 def make_plan(goal: RecordDataset.Goal) -> RecordPlan:
@@ -278,10 +301,9 @@ def _bag_path(goal: RecordDataset.Goal) -> pathlib.Path:
 class _Recording:
     """One goal's subscriptions, bag writer and aligner; everything runs on the goal's thread."""
 
-    def __init__(self, manager: Node, plan: RecordPlan, qos_for: Callable[[str], QoSProfile]) -> None:
+    def __init__(self, manager: Node, plan: RecordPlan) -> None:
         self._manager = manager
         self._plan = plan
-        self._qos_for = qos_for
         self._writer = Writer(plan.bag_path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
         self._aligner = Aligner(plan.features)
         self._readers = {e.name: entry_reader(e, plan.features.classes) for e in plan.features.entries}
@@ -301,13 +323,16 @@ class _Recording:
         except (OSError, WriterError) as exc:
             raise RecordError(f"cannot make the bag {self._plan.bag_path}: {exc}") from None
         try:
-            connections = {}
+            connections, offered = {}, {}
             for t in self._plan.topics:
                 msgdef, rihs01 = definitions[t.msg_type]
-                connections[t.topic] = self._writer.add_connection(t.topic, t.msg_type, msgdef=msgdef,
-                                                                   rihs01=rihs01)
+                # the publishers the manager's graph knows now, as rosbag2 takes them when it subscribes
+                offered[t.topic] = [p.qos_profile for p in self._manager.get_publishers_info_by_topic(t.topic)]
+                connections[t.topic] = self._writer.add_connection(
+                    t.topic, t.msg_type, msgdef=msgdef, rihs01=rihs01,
+                    offered_qos_profiles=[bag_qos(q) for q in offered[t.topic]])
                 self._progress.counts[t.topic] = 0
-            self._subscribe(connections)
+            self._subscribe(connections, offered)
         except Exception as exc:
             self._closed = True
             self._unsubscribe()
@@ -316,7 +341,7 @@ class _Recording:
             shutil.rmtree(self._plan.bag_path, ignore_errors=True)
             raise RecordError(f"cannot start recording: {type(exc).__name__}: {exc}") from exc
 
-    def _subscribe(self, connections: dict[str, Any]) -> None:
+    def _subscribe(self, connections: dict[str, Any], offered: dict[str, list[QoSProfile]]) -> None:
         context = self._manager.context
         self._node = Node(f"kairo_recorder_{uuid.uuid4().hex[:8]}", namespace=self._manager.get_namespace(),
                           context=context)
@@ -324,7 +349,7 @@ class _Recording:
         self._executor.add_node(self._node)
         for t in self._plan.topics:
             self._node.create_subscription(t.msg_cls, t.topic, self._on_message(t, connections[t.topic]),
-                                           self._qos_for(t.topic), raw=True)
+                                           subscription_qos(offered[t.topic]), raw=True)
 
     def _on_message(self, topic: TopicPlan, connection: Any) -> Callable[[bytes], None]:
         has_header = "header" in topic.msg_cls.get_fields_and_field_types()  # type: ignore[attr-defined]
