@@ -4,7 +4,8 @@
 
 The inference node reads every input message with kairo_features
 (`FieldsReader`, `image_to_array`). The baseline is what one would write by
-hand for that one message type: attribute access and one numpy conversion.
+hand for that one message type: attribute access and one numpy conversion
+(for a LaserScan also REP 117: +Inf and -Inf become range_max and range_min).
 Both run interleaved in the same process, round after round; each gets
 its best round (the machine is shared: the best is the least disturbed),
 and the summary gives their ratio per message (goal: <= 1.5, the price of a
@@ -39,6 +40,17 @@ def _hand_image(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
 
 
+INF = float("inf")
+
+
+def _hand_ranges(msg: LaserScan) -> np.ndarray:
+    """A scan's ranges by hand, with REP 117's no return / too close (+Inf / -Inf) as the bounds."""
+    ranges = np.asarray(msg.ranges, dtype=np.float32)
+    if np.isfinite(ranges).all():
+        return ranges
+    return np.nan_to_num(ranges, posinf=msg.range_max, neginf=msg.range_min)
+
+
 CASES: list[tuple[str, Any, Callable[[Any], np.ndarray], Callable[[Any], np.ndarray]]] = [
     ("JointState position [3]", JointState(position=[0.1, 0.2, 0.3]),
      FieldsReader(["position"], 3).read,
@@ -46,9 +58,10 @@ CASES: list[tuple[str, Any, Callable[[Any], np.ndarray], Callable[[Any], np.ndar
     ("PointStamped point.x, point.y", PointStamped(),
      FieldsReader(["point.x", "point.y"], 2).read,
      lambda m: np.asarray([m.point.x, m.point.y], dtype=np.float32)),
-    ("LaserScan ranges [64]", LaserScan(ranges=[1.0] * 64),
-     FieldsReader(["ranges"], 64).read,
-     lambda m: np.asarray(m.ranges, dtype=np.float32)),
+    ("LaserScan ranges [64]", LaserScan(ranges=[1.0] * 64, range_min=0.1, range_max=10.0),
+     FieldsReader(["ranges"], 64).read, _hand_ranges),
+    ("LaserScan ranges [64], +-Inf", LaserScan(ranges=[1.0] * 62 + [INF, -INF], range_min=0.1, range_max=10.0),
+     FieldsReader(["ranges"], 64).read, _hand_ranges),
     ("Image rgb8 32x32", _image(), ImageReader((3, 32, 32)).read, _hand_image),
 ]
 

@@ -8,11 +8,16 @@ values; an entry's paths are concatenated in order (docs/features.md).
 Paths are compiled once (`FieldsReader`), so the per-message work on the
 inference node's hot path is one C-level attribute walk and one numpy
 conversion per field.
+
+Range sensors' conventions (REP 117) are applied where a field is read, so
+training data and inference see the same values: `ranges` of a LaserScan,
+`range` of a sensor_msgs/Range (`RANGE_CONVENTIONS`, `apply_rep117`).
 """
 
 from __future__ import annotations
 
 import array
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,8 +26,8 @@ import numpy as np
 
 from kairo_features.schema import BOX_SIZE, IMAGE_ENCODINGS, FeatureEntry
 
-__all__ = ["FieldError", "FieldsReader", "ImageReader", "entry_reader", "image_to_array", "read_detection",
-           "read_field", "read_fields"]
+__all__ = ["RANGE_CONVENTIONS", "FieldError", "FieldsReader", "ImageReader", "apply_rep117", "entry_reader",
+           "image_to_array", "read_detection", "read_field", "read_fields"]
 
 # Channels per image encoding (what a message may arrive in).
 IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -110,9 +115,65 @@ def as_float32(value: Any, path: str) -> np.ndarray:
     return values if values.ndim == 1 else values.reshape(-1)
 
 
+# REP 117: a field of these names, beside the bounds named here on the same message (LaserScan's
+# `ranges` with `range_min`/`range_max`, sensor_msgs/Range's `range` with `min_range`/`max_range`),
+# holds +Inf for "no return" and -Inf for "too close", and NaN for an invalid reading.
+RANGE_CONVENTIONS = {"ranges": ("range_min", "range_max"), "range": ("min_range", "max_range")}
+
+
+def apply_rep117(values: np.ndarray, range_min: float, range_max: float) -> np.ndarray:
+    """Range readings with REP 117's non-finite values replaced (a new array; `values` is left alone).
+
+    +Inf (no return) -> range_max, -Inf (too close) -> range_min; NaN (invalid)
+    -> the nearer of the nearest valid readings on either side along the
+    array (one side at the ends, no wrap-around). With no valid reading at
+    all the NaNs stay: there is nothing to infer them from, and the guard
+    or the aligner drops the message (docs/features.md, "Range sensors").
+    """
+    out = np.array(values, dtype=np.float32)  # a copy: `values` may be a view of the message's buffer
+    out[out == np.inf] = range_max
+    out[out == -np.inf] = range_min
+    invalid = np.isnan(out)
+    if not invalid.any():
+        return out
+    valid_at = np.flatnonzero(~invalid)
+    if valid_at.size == 0:
+        return out
+    invalid_at = np.flatnonzero(invalid)
+    after = np.searchsorted(valid_at, invalid_at)  # the nearest valid reading after each NaN (or none)
+    from_before = out[valid_at[np.maximum(after - 1, 0)]]  # at the start: the one after
+    from_after = out[valid_at[np.minimum(after, valid_at.size - 1)]]  # at the end: the one before
+    out[invalid_at] = np.minimum(from_before, from_after)
+    return out
+
+
+class _RangeConvention:
+    """REP 117 for one field path: finds the bounds beside the field, on the same (sub)message."""
+
+    __slots__ = ("_bounds", "_parent")
+
+    def __init__(self, path: str) -> None:
+        *parent, name = path.split(".")
+        self._parent = FieldPath(".".join(parent)).get if parent else None
+        self._bounds = RANGE_CONVENTIONS[name]
+
+    def apply(self, msg: Any, values: np.ndarray) -> np.ndarray:
+        """`values` with the convention applied; unchanged when the message carries no bounds."""
+        try:
+            holder = msg if self._parent is None else self._parent(msg)
+            low, high = (float(_attr(holder, bound)) for bound in self._bounds)
+        except (AttributeError, KeyError, TypeError, ValueError, FieldError):
+            return values  # not a range sensor's message: its values are what they are
+        return apply_rep117(values, low, high)
+
+
+def _range_convention(path: str) -> _RangeConvention | None:
+    return _RangeConvention(path) if path.rsplit(".", 1)[-1] in RANGE_CONVENTIONS else None
+
+
 def read_field(message: Any, path: str) -> np.ndarray:
     """The values at one dotted path of a message, as a flat float32 array."""
-    return FieldPath(path).read(message)
+    return FieldsReader((path,)).read(message)
 
 
 class FieldsReader:
@@ -120,7 +181,8 @@ class FieldsReader:
 
     `size`, when given, is the number of values the entry takes; another
     count is a FieldError. `read(msg)` is a closure compiled once for these
-    fields, so a read costs no attribute lookups on the reader.
+    fields, so a read costs no attribute lookups on the reader. Range
+    sensors' fields (RANGE_CONVENTIONS) come with REP 117 applied.
     """
 
     __slots__ = ("fields", "read", "size")
@@ -135,16 +197,16 @@ class FieldsReader:
 
 def _compile_reader(fields: tuple[str, ...], size: int | None) -> Callable[[Any], np.ndarray]:
     paths = tuple(FieldPath(f) for f in fields)
+    conventions = tuple(map(_range_convention, fields))
     getter = operator.attrgetter(*fields)  # one C call fetches every path (a tuple when several)
-    asarray, float32, sequence_type = np.asarray, np.float32, array.array
+    asarray, float32, sequence_type, isfinite = np.asarray, np.float32, array.array, math.isfinite
     expected = -1 if size is None else size
 
     def wrong_size(values: np.ndarray) -> FieldError:
         return FieldError(f"got {values.size} values from {', '.join(fields)}; the entry takes {size}")
 
     if len(fields) == 1:
-        path, name = paths[0], fields[0]
-
+        path, name, convention = paths[0], fields[0], conventions[0]
         def read_one(msg: Any) -> np.ndarray:
             try:
                 raw = getter(msg)
@@ -157,20 +219,31 @@ def _compile_reader(fields: tuple[str, ...], size: int | None) -> Callable[[Any]
                 values = as_float32(raw, name)
             if expected >= 0 and values.size != expected:
                 raise wrong_size(values)
-            return values
+            if convention is None:
+                return values
+            # all finite, in one BLAS call (isfinite().all() costs several times more): v.v is Inf or
+            # NaN as soon as one value is, and raises no floating-point warning for them (Inf*0 would)
+            if isfinite(values.dot(values)):
+                return values
+            return convention.apply(msg, values)
         return read_one
 
     scalars, concatenate = _SCALARS, np.concatenate
+    plain = not any(conventions)
 
     def read_many(msg: Any) -> np.ndarray:
         try:
             raw = getter(msg)
         except AttributeError:
             raw = tuple(p.get(msg) for p in paths)
-        if scalars.issuperset(map(type, raw)):
+        if plain and scalars.issuperset(map(type, raw)):
             values = asarray(raw, dtype=float32)
         else:
-            values = concatenate([as_float32(v, f) for v, f in zip(raw, fields, strict=True)])
+            parts = [as_float32(v, f) for v, f in zip(raw, fields, strict=True)]
+            for i, convention in enumerate(conventions):
+                if convention is not None and not np.isfinite(parts[i]).all():
+                    parts[i] = convention.apply(msg, parts[i])
+            values = concatenate(parts)
         if expected >= 0 and values.size != expected:
             raise wrong_size(values)
         return values

@@ -190,3 +190,81 @@ def test_entry_readers_follow_the_features() -> None:
     assert image(_image("rgb8", np.zeros((32, 32, 3), np.uint8))).shape == (3, 32, 32)
     boxes = entry_reader(detection.outputs[0], detection.classes)
     assert boxes(_detections(("square", 0.5))).tolist()[0] == 1
+
+
+# REP 117 -------------------------------------------------------------------------------------------
+@dataclass
+class LaserScan:  # the fields of sensor_msgs/LaserScan a reader sees, as a rosbag library gives them
+    ranges: np.ndarray
+    range_min: float = 0.1
+    range_max: float = 10.0
+    intensities: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(("ranges", "expected"), [
+    ([1.0, INF, 2.0, -INF], [1.0, 10.0, 2.0, 0.1]),
+    ([3.0, NAN, 2.0], [3.0, 2.0, 2.0]),            # NaN: the nearer valid neighbour
+    ([NAN, NAN, 4.0, 5.0, NAN], [4.0, 4.0, 4.0, 5.0, 5.0]),  # ends: the one side there is
+    ([2.0, NAN, NAN, 6.0], [2.0, 2.0, 2.0, 6.0]),
+    ([INF, NAN, 1.5], [10.0, 1.5, 1.5]),           # neighbours after the Inf substitution
+    ([-INF, NAN, INF], [0.1, 0.1, 10.0]),
+    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]),
+    ([25.0, 0.0], [25.0, 0.0]),                    # finite readings are left as they are
+])
+def test_laser_scan_follows_rep117(ranges: list[float], expected: list[float]) -> None:
+    values = np.array(ranges, dtype=np.float32)
+    msg = LaserScan(values.copy())
+    got = FieldsReader(["ranges"], len(ranges)).read(msg)
+    np.testing.assert_array_equal(got, np.array(expected, dtype=np.float32))
+    np.testing.assert_array_equal(msg.ranges, values)  # the message itself is left alone
+    # the same from rclpy's array.array, a plain object, a dict, and one path among others
+    as_sequence = SimpleNamespace(ranges=array.array("f", ranges), range_min=0.1, range_max=10.0)
+    np.testing.assert_array_equal(FieldsReader(["ranges"]).read(as_sequence), got)
+    as_dict = {"ranges": list(ranges), "range_min": 0.1, "range_max": 10.0}
+    np.testing.assert_array_equal(read_field(as_dict, "ranges"), got)
+    both = FieldsReader(["range_max", "ranges"], len(ranges) + 1).read(msg)
+    np.testing.assert_array_equal(both, np.concatenate([[10.0], got]).astype(np.float32))
+
+
+def test_rep117_on_nested_scans_and_range_messages() -> None:
+    stamped = SimpleNamespace(scan=LaserScan(np.array([INF, 1.0, NAN], np.float32), 0.2, 8.0))
+    assert read_field(stamped, "scan.ranges").tolist() == [8.0, 1.0, 1.0]
+    sonar = SimpleNamespace(range=INF, min_range=0.02, max_range=4.0)  # sensor_msgs/Range
+    assert read_field(sonar, "range").tolist() == [4.0]
+    sonar.range = -INF
+    assert read_field(sonar, "range").tolist() == [pytest.approx(0.02)]
+    sonar.range = NAN  # one reading: no neighbour to take
+    assert np.isnan(read_field(sonar, "range")).all()
+
+
+def test_rep117_leaves_what_it_cannot_infer() -> None:
+    # no valid reading at all: nothing to infer NaN from; the guard or the aligner drops it
+    all_invalid = FieldsReader(["ranges"]).read(LaserScan(np.full(4, NAN, np.float32)))
+    assert np.isnan(all_invalid).all()
+    # a message without range bounds is no range sensor: its values are what they are
+    other = read_field(SimpleNamespace(ranges=[1.0, INF, NAN]), "ranges")
+    assert other[0] == 1.0 and other[1] == INF and np.isnan(other[2])
+    assert np.isinf(read_field(SimpleNamespace(data=[INF]), "data")).all()
+
+
+@pytest.mark.parametrize("position", [0, 31, 63])
+@pytest.mark.parametrize("bad", [INF, -INF, NAN])
+def test_every_non_finite_reading_is_seen(position: int, bad: float) -> None:
+    ranges = np.full(64, 3.0, np.float32)
+    ranges[position] = bad
+    got = FieldsReader(["ranges"], 64).read(LaserScan(ranges))
+    assert np.isfinite(got).all()
+    assert got[position] == {INF: 10.0, -INF: np.float32(0.1)}.get(bad, 3.0)
+
+
+def test_huge_finite_readings_are_kept() -> None:
+    ranges = np.array([3e38, 1.0], np.float32)  # v.v overflows; the slow path must change nothing
+    np.testing.assert_array_equal(FieldsReader(["ranges"]).read(LaserScan(ranges)), ranges)
+
+
+def test_rep117_among_scalar_fields() -> None:
+    sonar = SimpleNamespace(range=INF, min_range=0.02, max_range=4.0, field_of_view=0.5)
+    assert FieldsReader(["field_of_view", "range"], 2).read(sonar).tolist() == [0.5, 4.0]
