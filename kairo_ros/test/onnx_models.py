@@ -95,3 +95,38 @@ def linear_model(doc: dict[str, Any], path: pathlib.Path, *, model_id: str = "md
                                                          ["batch", *entry["shape"]]))
     graph = helper.make_graph(nodes, "kairo_test_model", inputs, outputs, inits)
     return _save(graph, path, metadata if metadata is not None else metadata_for(doc, model_id, version))
+
+
+def with_ranges(doc: dict[str, Any], ranges: dict[str, tuple[list[float], list[float]]]) -> dict[str, Any]:
+    """A copy of `doc` whose named entries carry an envelope (`range: {min, max}`), as the backend records it."""
+    doc = copy.deepcopy(doc)
+    for entry in doc["inputs"] + doc["outputs"]:
+        if entry["name"] in ranges:
+            low, high = ranges[entry["name"]]
+            entry["range"] = {"min": list(low), "max": list(high)}
+    return doc
+
+
+def sqrt_model(doc: dict[str, Any], path: pathlib.Path, *, model_id: str = "mdl_sqrt",
+               version: str = "v1") -> pathlib.Path:
+    """Each output = Sqrt of the first values of the first input: NaN whenever one of those is negative.
+
+    A graph that yields NaN for some inputs, as a badly trained or badly exported model may.
+    """
+    first = doc["inputs"][0]
+    inputs = [helper.make_tensor_value_info(e["name"], TensorProto.FLOAT, ["batch", *e["shape"]])
+              for e in doc["inputs"]]
+    nodes = [helper.make_node("Flatten", [first["name"]], ["x"], axis=1)]
+    inits, outputs = [], []
+    for index, entry in enumerate(doc["outputs"]):
+        size = math.prod(entry["shape"])
+        for name, values in ((f"s{index}_starts", [0]), (f"s{index}_ends", [size]), (f"s{index}_axes", [1]),
+                             (f"s{index}_shape", [-1, *entry["shape"]])):
+            inits.append(numpy_helper.from_array(np.array(values, np.int64), name))
+        nodes.append(helper.make_node("Slice", ["x", f"s{index}_starts", f"s{index}_ends", f"s{index}_axes"],
+                                      [f"s{index}_x"]))
+        nodes.append(helper.make_node("Sqrt", [f"s{index}_x"], [f"s{index}_root"]))
+        nodes.append(helper.make_node("Reshape", [f"s{index}_root", f"s{index}_shape"], [entry["name"]]))
+        outputs.append(helper.make_tensor_value_info(entry["name"], TensorProto.FLOAT, ["batch", *entry["shape"]]))
+    graph = helper.make_graph(nodes, "kairo_test_sqrt_model", inputs, outputs, inits)
+    return _save(graph, path, metadata_for(doc, model_id, version))

@@ -54,6 +54,7 @@ except ImportError:  # Humble names the module qos_event
 from kairo_ros.inference import diagnostics
 from kairo_ros.inference.diagnostics import InferenceStats
 from kairo_ros.inference.errors import BadInputError
+from kairo_ros.inference.guard import CLAMPED_OUTPUT, NON_FINITE_OUTPUT, STALE_INPUT, Guard, GuardSettings
 from kairo_ros.inference.model_session import ModelSession
 from kairo_ros.inference.wiring import DetectionWriter, Wiring
 
@@ -194,6 +195,11 @@ class DataPath:
         self._emitters: list[Callable[[list[np.ndarray], Header], None]] = []
         self._output_listened: list[bool] = []
         self._wiring: Wiring | None = None
+        self._guard_settings: GuardSettings | None
+        self._guard: Guard | None
+        self._guard_model: ModelSession | None
+        self._last_command: float | None
+        self._safe_outputs: list[np.ndarray] | None
         self._reset_hot_state(None)
         self._closed = False
         self._loop.start()
@@ -245,10 +251,18 @@ class DataPath:
                 self.node.destroy_publisher(self._prediction_publisher)
                 self._prediction_publisher = None
 
-    def wire(self, wiring: Wiring, input_qos: QoSProfile, output_qos: QoSProfile) -> None:
-        """Subscribe to the wiring's inputs and advertise its outputs (nothing must be wired yet)."""
+    def wire(self, wiring: Wiring, input_qos: QoSProfile, output_qos: QoSProfile,
+             guard: GuardSettings | None) -> None:
+        """Subscribe to the wiring's inputs and advertise its outputs (nothing must be wired yet).
+
+        `guard`: the safety guard's settings (None: no guard, for the benchmark only); ConfigError when
+        they do not fit the model (an output_limits name it lacks), before anything is wired.
+        """
+        checked = Guard(wiring.features, guard) if guard is not None else None
         with self._lock:
             self._reset_hot_state(wiring)
+            self._guard_settings, self._guard = guard, checked
+            self._safe_outputs = Guard.safe_outputs(wiring.features)
             lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
             for index, entry in enumerate(wiring.inputs):
                 callback = self._on_primary if index == 0 else self._latest_setter(index - 1, entry.entry.name,
@@ -298,6 +312,14 @@ class DataPath:
         self._prediction = Prediction()
         self._prediction_model: ModelSession | None = None
         self._stamp_header = Header()
+        # The guard of the model serving (each model carries its own envelope), made when it first answers.
+        self._guard_settings = None
+        self._guard = None
+        self._guard_model = None
+        # When the last command went out (perf_counter), and whether the safe output followed it already.
+        self._last_command = None
+        self._safe_sent = False
+        self._safe_outputs = None
 
     def _emitter(self, wiring: Wiring, index: int, publisher: Any) -> Callable[[list[np.ndarray], Header], None]:
         """One output's publish step, with its writer, graph output index and message chosen now."""
@@ -330,6 +352,14 @@ class DataPath:
                 self._on_bad_input(exc.code, str(exc))
                 return
             with self._lock:
+                guard = self._guard
+                if guard is not None:
+                    value, reason = guard.inputs[slot + 1].check(value)
+                    if reason:
+                        # A dropped value leaves the input's previous one in use.
+                        self._stats.guarded(reason, dropped_other=value is None)
+                        if value is None:
+                            return
                 latest = self._latest
                 if slot < len(latest):
                     if latest[slot] is None:
@@ -381,6 +411,17 @@ class DataPath:
         if self._missing:
             self._stats.input_dropped(diagnostics.DROP_WAITING)
             return None
+        guard = self._guard
+        if guard is not None:
+            if model is not self._guard_model:
+                guard = self._guard = Guard(model.features, self._guard_settings)  # type: ignore[arg-type]
+                self._guard_model = model
+            checked, reason = guard.inputs[0].check(value)
+            if reason:
+                self._stats.guarded(reason, dropped_trigger=checked is None)
+                if checked is None:
+                    return None
+                value = checked
         feeds = self._feeds
         feeds[primary.entry.name] = value
         try:
@@ -388,6 +429,15 @@ class DataPath:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             self._stats.input_dropped(diagnostics.DROP_INFERENCE)
             return model, exc
+        clamped = False
+        if guard is not None:
+            verdict = guard.check_outputs(outputs)
+            if verdict == NON_FINITE_OUTPUT:
+                self._stats.guarded(verdict, dropped_trigger=True)
+                return None
+            if verdict:
+                self._stats.guarded(verdict)
+                clamped = verdict == CLAMPED_OUTPUT
         if primary.has_header:
             header = msg.header
         else:
@@ -397,6 +447,7 @@ class DataPath:
         for index, emit in enumerate(self._emitters):
             if listened[index] or self._heard(self._publishers[index], listened, index):
                 emit(outputs, header)
+        self._last_command, self._safe_sent = received, False
         latency = time.perf_counter() - received
         publisher = self._prediction_publisher
         if publisher is not None and (self._prediction_listened[0]
@@ -415,6 +466,27 @@ class DataPath:
                 prediction.data = data
             prediction.latency.sec = int(latency)
             prediction.latency.nanosec = int((latency % 1.0) * 1e9)
+            prediction.clamped = clamped
             publisher.publish(prediction)
         self._stats.prediction_published(latency)
         return None
+
+    # --- stale inputs (a timer of the lifecycle node) -------------------------------------------------------
+    def send_safe_output_if_stale(self, timeout_s: float) -> bool:
+        """Once no command went out for `timeout_s` after the last one (the trigger input stopped, or the
+        guard withheld every answer since), publish the task's safe output, once; True when it acted."""
+        with self._lock:
+            last = self._last_command
+            if self._wiring is None or last is None or self._safe_sent or time.perf_counter() - last < timeout_s:
+                return False
+            self._safe_sent = True
+            safe = self._safe_outputs
+            if safe is not None:
+                header = self._stamp_header
+                header.stamp = self._clock.now().to_msg()
+                for index, emit in enumerate(self._emitters):
+                    if self._output_listened[index] or self._heard(self._publishers[index],
+                                                                   self._output_listened, index):
+                        emit(safe, header)
+            self._stats.guarded(STALE_INPUT)
+            return True

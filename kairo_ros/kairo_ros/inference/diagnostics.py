@@ -12,11 +12,12 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from kairo_ros.inference.guard import GUARD_REASONS
 from kairo_ros.inference.model_session import ModelIdentity
 
 LATENCY_WINDOW = 2000
@@ -27,7 +28,8 @@ DROP_BAD_INPUT = "bad_input"
 DROP_NO_MODEL = "no_model"
 DROP_INFERENCE = "inference_failed"
 DROP_LOST = "lost_in_transport"
-DROP_REASONS = (DROP_WAITING, DROP_BAD_INPUT, DROP_NO_MODEL, DROP_INFERENCE, DROP_LOST)
+DROP_GUARD = "guard"  # withheld by the safety guard; why is in the guard's own counters
+DROP_REASONS = (DROP_WAITING, DROP_BAD_INPUT, DROP_NO_MODEL, DROP_INFERENCE, DROP_LOST, DROP_GUARD)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class StatsSnapshot:
     rejected_models: int
     recent_dropped: int = 0     # in the last RECENT_WINDOW_S
     recent_errors: int = 0
+    guard: dict[str, int] = field(default_factory=lambda: dict.fromkeys(GUARD_REASONS, 0))
+    recent_guard: int = 0       # times the guard acted in the last RECENT_WINDOW_S
 
     @property
     def dropped_total(self) -> int:
@@ -92,6 +96,8 @@ class InferenceStats:
         self._rate_mark = (time.monotonic(), 0)
         self._recent_dropped = RecentCount()
         self._recent_errors = RecentCount()
+        self._guard = dict.fromkeys(GUARD_REASONS, 0)
+        self._recent_guard = RecentCount()
 
     def prediction_published(self, latency_s: float) -> None:
         """One primary input answered."""
@@ -111,6 +117,17 @@ class InferenceStats:
         with self._lock:
             self._dropped[reason] += count
             self._recent_dropped.add(count)
+
+    def guarded(self, reason: str, *, dropped_trigger: bool = False, dropped_other: bool = False) -> None:
+        """The guard acted for `reason`; it withheld a trigger message's answer, or another input's value."""
+        with self._lock:
+            self._guard[reason] += 1
+            self._recent_guard.add()
+            if dropped_trigger:
+                self._inputs += 1
+            if dropped_trigger or dropped_other:
+                self._dropped[DROP_GUARD] += 1
+                self._recent_dropped.add()
 
     def error(self, code: str, message: str) -> None:
         with self._lock:
@@ -145,6 +162,7 @@ class InferenceStats:
                 last_error=self._last_error, last_error_code=self._last_error_code, errors=self._errors,
                 swaps=self._swaps, rejected_models=self._rejected,
                 recent_dropped=self._recent_dropped.total(now), recent_errors=self._recent_errors.total(now),
+                guard=dict(self._guard), recent_guard=self._recent_guard.total(now),
             )
 
 
@@ -154,19 +172,23 @@ def _ms(value: float | None) -> str:
 
 def diagnostic_status(node_name: str, state: str, identity: ModelIdentity | None, provider: str,
                       stats: StatsSnapshot) -> DiagnosticStatus:
-    """One DiagnosticStatus: ERROR without a model; WARN after errors or drops in the last
-    RECENT_WINDOW_S; else OK."""
+    """One DiagnosticStatus: ERROR without a model; WARN after errors, drops or the guard acting in
+    the last RECENT_WINDOW_S; else OK."""
     if identity is None:
         level, message = DiagnosticStatus.ERROR, f"{state}: no model serving"
         if stats.last_error:
             message += f" ({stats.last_error_code}: {stats.last_error})"
-    elif stats.recent_errors or stats.recent_dropped:
+    elif stats.recent_errors or stats.recent_dropped or stats.recent_guard:
         level = DiagnosticStatus.WARN
         message = f"serving {identity.model_id} {identity.version}"
         if stats.recent_errors:
             message += f"; last error {stats.last_error_code}: {stats.last_error}"
         if stats.recent_dropped:
             message += f"; {stats.recent_dropped} messages dropped in the last {RECENT_WINDOW_S:.0f} s"
+        if stats.recent_guard:
+            acted = ", ".join(f"{reason} {count}" for reason, count in stats.guard.items() if count)
+            message += (f"; the safety guard acted {stats.recent_guard} times in the last "
+                        f"{RECENT_WINDOW_S:.0f} s (in all: {acted})")
     else:
         level, message = DiagnosticStatus.OK, f"serving {identity.model_id} {identity.version}"
     values = {
@@ -184,6 +206,8 @@ def diagnostic_status(node_name: str, state: str, identity: ModelIdentity | None
         "dropped": str(stats.dropped_total),
         **{f"dropped_{reason}": str(count) for reason, count in stats.dropped.items()},
         "dropped_recently": str(stats.recent_dropped),
+        **{f"guard_{reason}": str(count) for reason, count in stats.guard.items()},
+        "guard_recently": str(stats.recent_guard),
         "errors": str(stats.errors),
         "errors_recently": str(stats.recent_errors),
         "models_rejected": str(stats.rejected_models),

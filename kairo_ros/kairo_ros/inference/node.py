@@ -36,6 +36,7 @@ from kairo_ros.inference import model_server
 from kairo_ros.inference.data_path import DataPath
 from kairo_ros.inference.diagnostics import InferenceStats, diagnostic_status
 from kairo_ros.inference.errors import ConfigError
+from kairo_ros.inference.guard import guard_enabled, stale_timeout_s
 from kairo_ros.inference.model_server import ModelServer, ServerEvent, session_loader
 from kairo_ros.inference.model_session import ModelSession, resolve_providers
 from kairo_ros.inference.model_source import ModelSource
@@ -72,6 +73,7 @@ class InferenceNode(LifecycleNode):
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._events_subscription: Any = None
         self._waiting_reported = False
+        self._stale_timer: Any = None
         self.data = DataPath(self, self._serving_model, self.stats,
                              on_bad_input=lambda code, message: self._report(code, message, throttle=True),
                              on_inference_failed=self._inference_failed)
@@ -129,6 +131,22 @@ class InferenceNode(LifecycleNode):
         self._worker.start()
         return TransitionCallbackReturn.SUCCESS
 
+    def _start_stale_timer(self, task: str) -> None:
+        """Watch for a stale trigger input when the task's (or the given) timeout is on."""
+        assert self.params is not None
+        timeout = stale_timeout_s(self.params.stale_input_timeout_s, task)
+        if timeout <= 0 or self._stale_timer is not None:
+            return
+        # Checked 10 times per timeout: the safe output follows within 1.1 timeouts of the last command.
+        self._stale_timer = self.create_timer(min(timeout / 10, 0.1),
+                                              lambda: self._send_safe_output(timeout),
+                                              callback_group=self._service_group)
+
+    def _send_safe_output(self, timeout_s: float) -> None:
+        if self.data.send_safe_output_if_stale(timeout_s):
+            self.get_logger().warning(f"no command for {timeout_s:g} s (stale_input_timeout_s): the trigger input "
+                                      f"stopped or every answer was withheld; the task's safe output was sent once")
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_serving()
         return TransitionCallbackReturn.SUCCESS
@@ -148,6 +166,9 @@ class InferenceNode(LifecycleNode):
         self.data.shutdown()
 
     def _stop_serving(self) -> None:
+        if self._stale_timer is not None:
+            self.destroy_timer(self._stale_timer)
+            self._stale_timer = None
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -177,7 +198,11 @@ class InferenceNode(LifecycleNode):
     def _create_endpoints(self, model: ModelSession) -> None:
         assert self.params is not None
         wiring = build_wiring(model.features, self.params.remaps)
-        self.data.wire(wiring, input_qos(self.params.input_qos), OUTPUT_QOS)
+        guard = self.params.guard_settings if guard_enabled() else None
+        if guard is None:
+            self.get_logger().warning("the safety guard is off (KAIRO_INFERENCE_GUARD=off): for benchmarks only")
+        self.data.wire(wiring, input_qos(self.params.input_qos), OUTPUT_QOS, guard)
+        self._start_stale_timer(model.features.task)
         topic = self.data.node.resolve_topic_name  # the names subscribed, after --ros-args remapping
         self.get_logger().info(
             "wired: " + ", ".join(f"{w.entry.name} <- {topic(w.topic)}" for w in wiring.inputs) + "; "

@@ -18,6 +18,8 @@ from kairo_ros.parameters import ParameterSpec, declare, read
 if TYPE_CHECKING:
     from rclpy.node import Node
 
+    from kairo_ros.inference.guard import GuardSettings
+
 # The launch files import this table, so the checks import the node's modules only when they run.
 INPUT_QOS_CHOICES = ("sensor_data", "reliable")  # what wiring.input_qos() makes (a test keeps them equal)
 
@@ -76,6 +78,27 @@ def _topic_remaps(value: tuple[str, ...]) -> str:
     return ""
 
 
+def _output_limits(value: tuple[str, ...]) -> str:
+    from kairo_ros.inference.errors import ConfigError
+    from kairo_ros.inference.guard import parse_output_limits
+
+    try:
+        parse_output_limits(value)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+def _stale_timeout(value: float) -> str:
+    if value == STALE_TASK_DEFAULT or value >= 0:
+        return ""
+    return f"stale_input_timeout_s: {value!r} must be -1 (the task's default), 0 (off) or a positive number of seconds"
+
+
+# As kairo_ros.inference.guard has them (a test keeps them equal); this table must not import numpy.
+OUT_OF_ENVELOPE_CHOICES = ("drop", "clamp", "pass")
+STALE_TASK_DEFAULT = -1.0
+
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 DEFAULT_CACHE_DIR = "~/.cache/kairo/models"
 DEFAULT_EVENTS_TOPIC = "/kairo/model_events"
@@ -113,6 +136,21 @@ SPECS: tuple[ParameterSpec, ...] = (
     ParameterSpec("topic_remaps", (), "Topic overrides 'name:=/topic', name an input or output of the model (or "
                   "its default topic), e.g. [joint_positions:=/arm/joint_states].", check=_topic_remaps,
                   check_text="name:=/topic items"),
+    ParameterSpec("out_of_envelope", "drop", "An input value outside the model's envelope (the training data's "
+                  "range, widened by envelope_margin): drop the message, clamp it to the envelope, or pass it "
+                  "as it is; counted either way. Non-finite inputs are always dropped.",
+                  choices=OUT_OF_ENVELOPE_CHOICES),
+    ParameterSpec("envelope_margin", 0.1, "How far past the recorded range a value is still inside the "
+                  "envelope, as a fraction of the range's width (per value; inputs and outputs).",
+                  range=(0.0, 100.0)),
+    ParameterSpec("output_limits", (), "Operator limits that replace the output envelope, to narrow or widen "
+                  "it: 'name:min:max' for every value of an output, 'name[i]:min:max' for its value i, e.g. "
+                  "[cmd_vel[0]:-0.5:0.5]. Outputs past their limits are clamped (and flagged in ~/prediction).",
+                  check=_output_limits, check_text="name:min:max or name[i]:min:max items"),
+    ParameterSpec("stale_input_timeout_s", STALE_TASK_DEFAULT, "Once no command went out for this long (the "
+                  "trigger input stopped), send the task's safe output once: a zero command for navigation; "
+                  "other tasks only report it. -1: the task's default (navigation 0.5 s, others off); 0: off.",
+                  range=(-1.0, 3600.0), check=_stale_timeout, check_text="-1, or 0 and above"),
 )
 DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
 
@@ -136,6 +174,10 @@ class InferenceParams:
     input_qos: str = DEFAULTS["input_qos"]
     events_topic: str = DEFAULTS["events_topic"]
     topic_remaps: tuple[tuple[str, str], ...] = ()
+    out_of_envelope: str = DEFAULTS["out_of_envelope"]
+    envelope_margin: float = DEFAULTS["envelope_margin"]
+    output_limits: tuple[str, ...] = DEFAULTS["output_limits"]
+    stale_input_timeout_s: float = DEFAULTS["stale_input_timeout_s"]
 
     def __post_init__(self) -> None:
         from kairo_ros.inference.errors import ConfigError
@@ -150,6 +192,12 @@ class InferenceParams:
             raise ConfigError(f"task: {self.task!r} must be one of {', '.join(TASKS)}")
         if self.input_qos not in INPUT_QOS_CHOICES:
             raise ConfigError(f"input_qos: {self.input_qos!r} must be one of {', '.join(INPUT_QOS_CHOICES)}")
+
+    @property
+    def guard_settings(self) -> GuardSettings:
+        from kairo_ros.inference.guard import GuardSettings, parse_output_limits
+
+        return GuardSettings(self.out_of_envelope, self.envelope_margin, parse_output_limits(self.output_limits))
 
     @property
     def uses_api(self) -> bool:
@@ -187,4 +235,8 @@ def read_parameters(node: Node) -> InferenceParams:
         input_qos=value["input_qos"].strip(),
         events_topic=value["events_topic"].strip(),
         topic_remaps=tuple(sorted(parse_topic_remaps(value["topic_remaps"]).items())),
+        out_of_envelope=value["out_of_envelope"].strip(),
+        envelope_margin=value["envelope_margin"],
+        output_limits=tuple(item.strip() for item in value["output_limits"] if item.strip()),
+        stale_input_timeout_s=value["stale_input_timeout_s"],
     )

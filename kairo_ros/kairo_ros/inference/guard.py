@@ -1,0 +1,209 @@
+"""The safety guard of the prediction path: what a robot is never sent (no ROS here).
+
+A learned model answers whatever it is fed: a NaN joint position gives NaN
+commands, a reading of 1e6 a command of a million. So between the readers
+and the model, and between the model and the writers:
+
+- an input with a non-finite value is never fed to the model (dropped,
+  `non_finite_input`); one outside its envelope (the range of the training
+  data, widened by `envelope_margin` of its width) is dropped, clamped or
+  passed by `out_of_envelope` (`out_of_envelope_input`);
+- an output with a non-finite value is never published (`non_finite_output`);
+  one outside its limits (the output's envelope widened the same way, or the
+  operator's `output_limits`) is clamped to them (`clamped_output`).
+
+A model without an envelope (exported before envelopes were recorded) is
+guarded against non-finite values only, and by the `output_limits` given.
+The checks are numpy comparisons over the few values of a message: the
+in-range case, the only one on a healthy robot, costs two comparisons per input
+and output.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kairo_features.schema import FeatureEntry, Features
+from kairo_ros.inference.errors import ConfigError
+
+# What the guard counts, one counter each (diagnostics `guard_<reason>`).
+NON_FINITE_INPUT = "non_finite_input"
+OUT_OF_ENVELOPE_INPUT = "out_of_envelope_input"
+NON_FINITE_OUTPUT = "non_finite_output"
+CLAMPED_OUTPUT = "clamped_output"
+STALE_INPUT = "stale_input"
+GUARD_REASONS = (NON_FINITE_INPUT, OUT_OF_ENVELOPE_INPUT, NON_FINITE_OUTPUT, CLAMPED_OUTPUT, STALE_INPUT)
+
+OUT_OF_ENVELOPE_CHOICES = ("drop", "clamp", "pass")
+# stale_input_timeout_s: this value means the task's default, 0 means off.
+STALE_TASK_DEFAULT = -1.0
+STALE_DEFAULTS_S = {"navigation": 0.5}
+# Tasks whose safe output is all zeros (a zero Twist stops a mobile base). A position-controlled arm
+# holds its last setpoint, and zeros would be a move, so the others publish nothing when stale.
+ZERO_SAFE_OUTPUT_TASKS = frozenset({"navigation"})
+# For the benchmark only: KAIRO_INFERENCE_GUARD=off serves without the guard, to measure what it costs.
+GUARD_ENV = "KAIRO_INFERENCE_GUARD"
+
+_LIMIT = re.compile(r"^([a-z][a-z0-9_]*)(?:\[(\d+)\])?$")
+
+
+def guard_enabled() -> bool:
+    return os.environ.get(GUARD_ENV, "").strip().lower() != "off"
+
+
+def stale_timeout_s(value: float, task: str) -> float:
+    """The stale-input timeout in effect: the task's default for -1, 0 (off) or the value."""
+    return STALE_DEFAULTS_S.get(task, 0.0) if value < 0 else value
+
+
+@dataclass(frozen=True)
+class OutputLimit:
+    """One `output_limits` item: `name:min:max` (every value of the output) or `name[i]:min:max`."""
+
+    output: str
+    index: int | None
+    low: float
+    high: float
+
+
+def parse_output_limits(items: Iterable[str]) -> tuple[OutputLimit, ...]:
+    """`output_limits` items, checked for their form; ConfigError says what is wrong and how to write it."""
+    limits: list[OutputLimit] = []
+    seen: set[tuple[str, int | None]] = set()
+    for item in items:
+        parts = [p.strip() for p in item.split(":")]
+        target = _LIMIT.match(parts[0]) if len(parts) == 3 else None
+        try:
+            low, high = (float(parts[1]), float(parts[2])) if target else (math.nan, math.nan)
+        except ValueError:
+            target = None
+        if target is None or not (math.isfinite(low) and math.isfinite(high)):
+            raise ConfigError(f"output_limits: {item!r} must look like 'cmd_vel:-1.0:1.0' (every value of the "
+                              f"output) or 'cmd_vel[1]:-0.5:0.5' (its value 1), with finite numbers")
+        if low > high:
+            raise ConfigError(f"output_limits: {item!r} has min {low:g} above max {high:g}")
+        key = (target.group(1), int(target.group(2)) if target.group(2) is not None else None)
+        if key in seen:
+            raise ConfigError(f"output_limits: {parts[0]!r} is given twice; give each output or value once")
+        seen.add(key)
+        limits.append(OutputLimit(key[0], key[1], low, high))
+    return tuple(limits)
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The guard's parameters, as the node read them."""
+
+    out_of_envelope: str = "drop"
+    envelope_margin: float = 0.1
+    output_limits: tuple[OutputLimit, ...] = ()
+
+
+def _envelope(entry: FeatureEntry, margin: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The entry's recorded range widened by `margin` of its width, in the entry's shape; None without one."""
+    recorded = entry.range
+    if recorded is None:
+        return None
+    low = np.asarray(recorded.low, dtype=np.float64)
+    high = np.asarray(recorded.high, dtype=np.float64)
+    width = high - low
+    return ((low - margin * width).astype(np.float32).reshape(entry.shape),
+            (high + margin * width).astype(np.float32).reshape(entry.shape))
+
+
+class InputCheck:
+    """One input's check: finite, and inside its envelope when it has one."""
+
+    def __init__(self, entry: FeatureEntry, settings: GuardSettings) -> None:
+        self.name = entry.name
+        self.policy = settings.out_of_envelope
+        self.bounds = _envelope(entry, settings.envelope_margin)
+
+    def check(self, value: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """(the value to feed, None to drop it; the reason counted, '' when it passed untouched)."""
+        bounds = self.bounds
+        if bounds is None:
+            return (value, "") if np.isfinite(value).all() else (None, NON_FINITE_INPUT)
+        low, high = bounds
+        if (value >= low).all() and (value <= high).all():  # a NaN fails both comparisons
+            return value, ""
+        if not np.isfinite(value).all():
+            return None, NON_FINITE_INPUT
+        if self.policy == "drop":
+            return None, OUT_OF_ENVELOPE_INPUT
+        if self.policy == "clamp":
+            return np.clip(value, low, high), OUT_OF_ENVELOPE_INPUT
+        return value, OUT_OF_ENVELOPE_INPUT
+
+
+class Guard:
+    """The checks of one model's inputs and outputs, built once per wiring."""
+
+    def __init__(self, features: Features, settings: GuardSettings) -> None:
+        if settings.out_of_envelope not in OUT_OF_ENVELOPE_CHOICES:
+            raise ConfigError(f"out_of_envelope: {settings.out_of_envelope!r} must be one of "
+                              f"{', '.join(OUT_OF_ENVELOPE_CHOICES)}")
+        self.inputs = tuple(InputCheck(entry, settings) for entry in features.inputs)
+        # One (low, high) or None per graph output, in graph order. Detection outputs (scores, boxes)
+        # have no per-value envelope: they are checked for non-finite values only.
+        self.output_bounds: list[tuple[np.ndarray, np.ndarray] | None]
+        if features.is_detection:
+            if settings.output_limits:
+                raise ConfigError("output_limits: a detection model's outputs (scores, boxes) take no limits; "
+                                  "leave output_limits empty")
+            self.output_bounds = [None] * len(features.graph_output_names())
+        else:
+            known = {entry.name: entry.size for entry in features.outputs}
+            for limit in settings.output_limits:
+                if limit.output not in known:
+                    raise ConfigError(f"output_limits: {limit.output!r} is not an output of this model; its "
+                                      f"outputs are {', '.join(known)}")
+                if limit.index is not None and limit.index >= known[limit.output]:
+                    raise ConfigError(f"output_limits: {limit.output}[{limit.index}] is past the output's "
+                                      f"{known[limit.output]} values (indexes 0..{known[limit.output] - 1})")
+            self.output_bounds = [self._output_bounds(entry, settings) for entry in features.outputs]
+
+    @staticmethod
+    def _output_bounds(entry: FeatureEntry, settings: GuardSettings) -> tuple[np.ndarray, np.ndarray] | None:
+        bounds = _envelope(entry, settings.envelope_margin)
+        limits = [limit for limit in settings.output_limits if limit.output == entry.name]
+        if not limits:
+            return bounds
+        low, high = (b.reshape(-1).copy() for b in bounds) if bounds is not None else (
+            np.full(entry.size, -np.inf, np.float32), np.full(entry.size, np.inf, np.float32))
+        # The whole-output limits first, then the per-value ones, so the narrower statement wins.
+        for limit in sorted(limits, key=lambda lim: lim.index is not None):
+            where = slice(None) if limit.index is None else limit.index
+            low[where], high[where] = limit.low, limit.high
+        return low.reshape(entry.shape), high.reshape(entry.shape)
+
+    def check_outputs(self, outputs: Sequence[np.ndarray]) -> str:
+        """'' when every output may go as it is; CLAMPED_OUTPUT after clamping (in place);
+        NON_FINITE_OUTPUT when nothing may be published."""
+        clamped = False
+        for output, bounds in zip(outputs, self.output_bounds, strict=False):
+            if bounds is None:
+                if not np.isfinite(output).all():
+                    return NON_FINITE_OUTPUT
+                continue
+            low, high = bounds
+            if (output >= low).all() and (output <= high).all():
+                continue
+            if not np.isfinite(output).all():
+                return NON_FINITE_OUTPUT
+            np.clip(output, low, high, out=output)
+            clamped = True
+        return CLAMPED_OUTPUT if clamped else ""
+
+    @staticmethod
+    def safe_outputs(features: Features) -> list[np.ndarray] | None:
+        """What the node publishes once when its trigger input goes stale; None: nothing (the task's rule)."""
+        if features.task not in ZERO_SAFE_OUTPUT_TASKS:
+            return None
+        return [np.zeros((1, *entry.shape), dtype=np.float32) for entry in features.outputs]
