@@ -184,8 +184,6 @@ class RecordAction:
         """POST the bag's MCAP file with its features document as a dataset; the result says how it went."""
         recording = next(plan.bag_path.glob("*.mcap"))
         name = handle.request.name.strip() or plan.bag_path.name
-        handle.publish_feedback(RecordDataset.Feedback(topics=result.topics, message_counts=result.message_counts,
-                                                       samples=result.samples, elapsed_s=result.duration_s))
         try:
             dataset = self._backend.call(lambda api: api.upload_dataset(
                 recording, plan.features.to_document(), name, timeout_s=UPLOAD_TIMEOUT_S))
