@@ -59,7 +59,8 @@ def arm_features(ranges: bool = True):  # type: ignore[no-untyped-def]
 
 
 def f32(*values: float) -> np.ndarray:
-    return np.array(values, dtype=np.float32)
+    """One sample as the readers and the model give it: float32 [1, n]."""
+    return np.array([values], dtype=np.float32)
 
 
 # --- the rules, without ROS ------------------------------------------------------------------------------
@@ -71,11 +72,11 @@ def test_inputs_non_finite_always_dropped_out_of_envelope_by_policy() -> None:
     assert drop.check(f32(1e6, 0, 0)) == (None, OUT_OF_ENVELOPE_INPUT)
     clamp = Guard(arm_features(), GuardSettings("clamp", 0.0)).inputs[0]
     value, reason = clamp.check(f32(1e6, -1e6, 0.5))
-    assert reason == OUT_OF_ENVELOPE_INPUT and value is not None and value.tolist() == [1.0, -1.0, 0.5]
+    assert reason == OUT_OF_ENVELOPE_INPUT and value is not None and value.tolist() == [[1.0, -1.0, 0.5]]
     assert clamp.check(f32(math.nan, 0, 0)) == (None, NON_FINITE_INPUT), "clamp never turns a NaN into a value"
     passing = Guard(arm_features(), GuardSettings("pass", 0.0)).inputs[0]
     value, reason = passing.check(f32(1e6, 0, 0))
-    assert reason == OUT_OF_ENVELOPE_INPUT and value is not None and value[0] == 1e6
+    assert reason == OUT_OF_ENVELOPE_INPUT and value is not None and value[0, 0] == 1e6
     # An older model without an envelope: only non-finite values are refused.
     bare = Guard(arm_features(ranges=False), GuardSettings()).inputs[0]
     assert bare.check(f32(1e6, -1e6, 0))[1] == "" and bare.check(f32(math.nan, 0, 0)) == (None, NON_FINITE_INPUT)
@@ -83,25 +84,25 @@ def test_inputs_non_finite_always_dropped_out_of_envelope_by_policy() -> None:
 
 def test_outputs_clamped_to_envelope_or_operator_limits_and_non_finite_withheld() -> None:
     guard = Guard(arm_features(), GuardSettings(envelope_margin=0.5))
-    inside = [f32(0.1, -0.35, 0.39)[None]]  # the range +-0.2 widened by half its width 0.4: +-0.4
+    inside = [f32(0.1, -0.35, 0.39)]  # the range +-0.2 widened by half its width 0.4: +-0.4
     assert guard.check_outputs(inside) == ""
-    over = [f32(0.1, 5.0, -5.0)[None]]
+    over = [f32(0.1, 5.0, -5.0)]
     assert guard.check_outputs(over) == CLAMPED_OUTPUT
     np.testing.assert_allclose(over[0], [[0.1, 0.4, -0.4]], rtol=1e-6)
-    assert guard.check_outputs([f32(0.0, math.nan, 0.0)[None]]) == NON_FINITE_OUTPUT
-    assert guard.check_outputs([f32(0.0, math.inf, 0.0)[None]]) == NON_FINITE_OUTPUT
+    assert guard.check_outputs([f32(0.0, math.nan, 0.0)]) == NON_FINITE_OUTPUT
+    assert guard.check_outputs([f32(0.0, math.inf, 0.0)]) == NON_FINITE_OUTPUT
     # Operator limits replace the envelope: the whole output first, then one value (the narrower statement).
     limited = Guard(arm_features(), GuardSettings(output_limits=parse_output_limits(
         ["joint_commands:-1:1", "joint_commands[2]:-0.01:0.01"])))
-    out = [f32(0.9, -3.0, 0.5)[None]]
+    out = [f32(0.9, -3.0, 0.5)]
     assert limited.check_outputs(out) == CLAMPED_OUTPUT
     np.testing.assert_allclose(out[0], [[0.9, -1.0, 0.01]], rtol=1e-6)
     # Without an envelope, limits apply only where given; other values only have to be finite.
     first_only = parse_output_limits(["joint_commands[0]:0:1"])
     bare = Guard(arm_features(ranges=False), GuardSettings(output_limits=first_only))
-    out = [f32(-2.0, 1e6, -1e6)[None]]
+    out = [f32(-2.0, 1e6, -1e6)]
     assert bare.check_outputs(out) == CLAMPED_OUTPUT and out[0].tolist() == [[0.0, 1e6, -1e6]]
-    assert Guard(arm_features(ranges=False), GuardSettings()).check_outputs([f32(1e6, 0, 0)[None]]) == ""
+    assert Guard(arm_features(ranges=False), GuardSettings()).check_outputs([f32(1e6, 0, 0)]) == ""
 
 
 def test_bad_guard_settings_say_what_to_write() -> None:
@@ -132,6 +133,11 @@ def test_bad_guard_settings_say_what_to_write() -> None:
 
 
 # --- real nodes over DDS ---------------------------------------------------------------------------------
+def vec(*values: float) -> np.ndarray:
+    """The values of one message."""
+    return np.array(values, dtype=np.float32)
+
+
 def finite_and_within(values: list[float], limit: float) -> bool:
     array = np.array(values, dtype=np.float64)
     return bool(np.isfinite(array).all() and (np.abs(array) <= np.float32(limit)).all())
@@ -146,17 +152,17 @@ def test_nan_infinite_and_huge_inputs_never_become_commands(processes, ros, tmp_
     commands = Collector(ros, Float64MultiArray, "/arm_controller/commands")
     reports = Collector(ros, DiagnosticArray, "/diagnostics")
     joints, targets = arm_publishers(ros)
-    target = f32(0.3, -0.2)
+    target = vec(0.3, -0.2)
     targets.publish(target_point(target))
     publish_until(lambda: joints.publish(joint_state(1, np.zeros(3))), lambda: bool(answers.snapshot()), 20,
                   "a first prediction")
-    bad = [f32(math.nan, 0, 0), f32(0, math.inf, 0), f32(0, 0, -math.inf), f32(1e6, 0, 0), f32(0, -1e6, 0)]
+    bad = [vec(math.nan, 0, 0), vec(0, math.inf, 0), vec(0, 0, -math.inf), vec(1e6, 0, 0), vec(0, -1e6, 0)]
     rng = np.random.default_rng(1)
     good = rng.uniform(-1, 1, (len(bad) + 1, 3)).astype(np.float32)
     for index, value in enumerate(bad):  # each bad one between two good ones
         joints.publish(joint_state(1000 + index, good[index]))
         joints.publish(joint_state(2000 + index, value))
-    targets.publish(target_point(f32(math.nan, 0.0)))  # a NaN on the other input: the last good target stays
+    targets.publish(target_point(np.array([math.nan, 0.0])))  # a NaN on the other input: the last good target stays
     joints.publish(joint_state(1000 + len(bad), good[-1]))
     reference = reference_session(path)
     clamped_seen = 0
@@ -208,12 +214,12 @@ def test_a_graph_that_yields_nan_never_reaches_the_robot(processes, ros, tmp_pat
     commands = Collector(ros, Float64MultiArray, "/arm_controller/commands")
     reports = Collector(ros, DiagnosticArray, "/diagnostics")
     joints, targets = arm_publishers(ros)
-    targets.publish(target_point(f32(0.0, 0.0)))
-    publish_until(lambda: joints.publish(joint_state(1, f32(1, 1, 1))), lambda: bool(answers.snapshot()), 20,
+    targets.publish(target_point(vec(0.0, 0.0)))
+    publish_until(lambda: joints.publish(joint_state(1, vec(1, 1, 1))), lambda: bool(answers.snapshot()), 20,
                   "a first prediction")
     for index in range(5):
-        joints.publish(joint_state(2000 + index, f32(-1.0, 4.0, 9.0)))  # sqrt(-1): NaN
-        joints.publish(joint_state(1000 + index, f32(4.0, 9.0, 16.0 + index)))
+        joints.publish(joint_state(2000 + index, vec(-1.0, 4.0, 9.0)))  # sqrt(-1): NaN
+        joints.publish(joint_state(1000 + index, vec(4.0, 9.0, 16.0 + index)))
     for index in range(5):
         answer = answers.wait_for(lambda m, i=index: m.header.stamp.sec == 1000 + i, 20, f"good input {index}")
         np.testing.assert_allclose(answer.data, [2.0, 3.0, math.sqrt(16.0 + index)], rtol=1e-6)
