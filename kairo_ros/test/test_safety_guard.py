@@ -265,3 +265,35 @@ def test_a_stale_scan_stops_the_base_once(processes, ros, tmp_path: pathlib.Path
     assert all(math.isfinite(m.linear.x) and math.isfinite(m.angular.z) for m in commands.snapshot())
     stale = reports.wait_for(lambda a: diagnostic_values(a)["guard_stale_input"] == "2", 20, "stale inputs counted")
     assert diagnostic_values(stale)["dropped_guard"] == "0" and node.alive
+
+
+def test_scans_with_rep117_values_are_answered_as_their_substitutes(processes, ros, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
+    """+Inf (no return), -Inf (too close) and NaN (invalid) in a real scan: read by REP 117, not dropped."""
+    doc = with_ranges(features("navigation"), {"scan": ([0.0] * 64, [10.0] * 64)})
+    path = linear_model(doc, tmp_path / "nav.onnx", model_id="mdl_rep117", version="v1", seed=7)
+    node = start_inference(processes, ros, f"model_path:={path}", "input_qos:=reliable")
+    answers = predictions(ros)
+    scans = ros.node.create_publisher(LaserScan, "/scan", RELIABLE)
+    wait_matched(scans)
+    clean = [float(v) for v in np.linspace(0.5, 5.0, 64)]
+    raw = list(clean)
+    raw[3], raw[10], raw[20] = math.inf, -math.inf, math.nan
+    substituted = list(clean)
+    # range_max for no return, range_min for too close, the nearer of the NaN's valid neighbours.
+    substituted[3], substituted[10], substituted[20] = 8.0, 0.1, min(clean[19], clean[21])
+
+    def scan(stamp: int, ranges: list[float]) -> LaserScan:
+        msg = LaserScan(ranges=ranges, range_min=0.1, range_max=8.0)
+        msg.header.stamp.sec = stamp
+        return msg
+
+    publish_until(lambda: scans.publish(scan(1, clean)), lambda: bool(answers.snapshot()), 20, "a first prediction")
+    scans.publish(scan(100, raw))
+    scans.publish(scan(200, substituted))
+    with_specials = answers.wait_for(lambda m: m.header.stamp.sec == 100, 20, "the answer to the scan with Inf/NaN")
+    as_substituted = answers.wait_for(lambda m: m.header.stamp.sec == 200, 20, "the answer to its substitute")
+    assert np.isfinite(with_specials.data).all()
+    np.testing.assert_array_equal(with_specials.data, as_substituted.data)
+    expected = reference_session(path).run(None, {"scan": np.array([substituted], dtype=np.float32)})[0][0]
+    np.testing.assert_allclose(with_specials.data, expected, rtol=1e-5, atol=1e-6)
+    assert node.alive
