@@ -43,6 +43,7 @@ from kairo_ros.testing.processes import ChildProcess, ProcessGroup
 
 ROBOT = "rob_record0001"
 E2E_EPOCHS = 60  # the demo's v2
+TARGET_PERIOD_S = 8.0  # kairo_sim_arm's target_period_s
 ARM_TOPICS = {"/joint_states": "sensor_msgs/msg/JointState", "/target_point": "geometry_msgs/msg/PointStamped",
               "/arm_controller/commands": "std_msgs/msg/Float64MultiArray"}
 
@@ -294,19 +295,27 @@ def test_a_manager_stopped_mid_recording_closes_the_bag(arm, tmp_path) -> None: 
 
 
 # --- end to end: record, upload, train, promote, and the learned model drives the arm -------------------------
-def measure_error(watch: ArmWatch, settle_s: float = 3.0, seconds: float = 6.0) -> float:
-    """Mean hand-to-target distance (m) over `seconds` of joint states, after `settle_s`, as the demo measures it."""
+def measure_error(watch: ArmWatch, settle_s: float = 3.0, seconds: float = 2 * TARGET_PERIOD_S) -> float:
+    """Mean hand-to-target distance (m) over `seconds` of joint states, after `settle_s`, as the demo measures it.
+
+    Whole revolutions of the target, so that every model is measured over the same path.
+    """
     time.sleep(settle_s)
     start = len(watch.errors_m)
     time.sleep(seconds)
     with watch.lock:
         window = watch.errors_m[start:]
-    assert len(window) >= 100, f"only {len(window)} joint states in {seconds} s"
+    assert len(window) >= 200, f"only {len(window)} joint states in {seconds} s"
     return sum(window) / len(window)
 
 
 def test_recorded_demonstrations_train_a_model_that_drives_the_arm(arm, backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # 1. record the arm driven by its expert, and upload
+    watch = ArmWatch()
+    arm.ros.node.create_subscription(JointState, "/joint_states", watch.on_joints, 50)
+    arm.ros.node.create_subscription(PointStamped, "/target_point", watch.on_target, 50)
+    arm.ros.node.create_subscription(Prediction, "/kairo/kairo_inference/prediction", watch.on_prediction,
+                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     outcome = record(arm, timeout_s=180, task="manipulation", duration_s=40.0, name="expert-arm", upload=True,
                      output_dir=str(tmp_path))
     result = outcome.result
@@ -315,19 +324,14 @@ def test_recorded_demonstrations_train_a_model_that_drives_the_arm(arm, backend,
     with backend.client() as raw:
         dataset = raw.get(f"/v1/datasets/{result.dataset_id}").json()
     assert dataset["samples"] == result.samples, "the backend's import aligns the bag as the recorder did"
+    errors = {"expert": watch.tracking_error_m(last=int(2 * TARGET_PERIOD_S * 50))}
     arm.expert.stop()  # from here on the learned models drive the arm
 
     # 2. the demo's v2, from the built-in dataset, then a model from the recording: same model, v1 and v2
     builtin = backend.cli("datasets", "create-demo", "manipulation", "--workspace", "test", "--samples", "8000")
-    watch = ArmWatch()
-    arm.ros.node.create_subscription(JointState, "/joint_states", watch.on_joints, 50)
-    arm.ros.node.create_subscription(PointStamped, "/target_point", watch.on_target, 50)
-    arm.ros.node.create_subscription(Prediction, "/kairo/kairo_inference/prediction", watch.on_prediction,
-                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     kairo = KairoCommander(arm.ros)
     train = ActionClient(arm.ros.node, TrainModel, "/kairo/train")
     kairo.wait_until_ready(30)
-    errors = {}
     for label, dataset_id in (("built-in", builtin), ("recorded", result.dataset_id)):
         goal = TrainModel.Goal(dataset_id=dataset_id, task="manipulation")
         goal.config.epochs = E2E_EPOCHS
@@ -342,6 +346,5 @@ def test_recorded_demonstrations_train_a_model_that_drives_the_arm(arm, backend,
                             env={"KAIRO_API_KEY": backend.key})
         wait_until(lambda v=trained.model_version: watch.serving() == v, 120, f"serving {trained.model_version}")
         errors[label] = measure_error(watch)
-    print(f"hand-to-target error: built-in dataset {errors['built-in'] * 100:.2f} cm, "
-          f"recording {errors['recorded'] * 100:.2f} cm")
+    print("hand-to-target error (cm): " + ", ".join(f"{k} {v * 100:.2f}" for k, v in errors.items()))
     assert errors["recorded"] <= errors["built-in"], errors
