@@ -37,7 +37,7 @@ def envelope_models(api: httpx.Client, server: Server) -> dict[str, dict[str, An
         dataset_id = cli(server.data_dir, "datasets", "create-demo", task, "--workspace", "acme",
                          "--samples", str(SAMPLES), "--seed", str(SEED))
         r = api.post("/v1/models/train", json={
-            "dataset_id": dataset_id, "robot_id": "rob_a1b2c3d4", "task": task,
+            "dataset_id": dataset_id, "robot_id": "rob_envelope", "task": task,
             "name": f"{task}-envelope", "config": {"epochs": 2, "batch_size": 64}})
         assert r.status_code == 202, r.text
         accepted[task] = {"dataset_id": dataset_id, **r.json()}
