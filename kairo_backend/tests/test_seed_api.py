@@ -72,7 +72,8 @@ def test_seed_requests_replayed(api: httpx.Client, trained: dict[str, Any], serv
         out = subprocess.run(["curl", "-s", f"{server.url}/v1/models", "-H",
                               f"Authorization: Bearer {key}"], capture_output=True, text=True,
                              check=True, timeout=30)
-        has_shape(json.loads(out.stdout)["data"][0], SEED_MODEL)
+        listed = next(m for m in json.loads(out.stdout)["data"] if m["id"] == mid)  # the one promoted above
+        has_shape(listed, SEED_MODEL)
         out = subprocess.run(["curl", "-s", "-X", "POST", f"{server.url}/v1/models/{mid}/export",
                               "-H", f"Authorization: Bearer {key}", "-H",
                               "Content-Type: application/json", "-d",
