@@ -39,6 +39,6 @@ def test_messages_use_api_field_names() -> None:
     assert {"run_id", "model_id", "status", "started_at", "completed_at", "duration_s", "metrics",
             "model_version", "artifact_size_mb"} <= fields(TrainingRun)
     assert {"stamp", "event", "model_id", "version", "robot_id", "task"} == fields(ModelEvent)
-    assert {"header", "model_id", "model_version", "data", "latency"} == fields(Prediction)
+    assert {"header", "model_id", "model_version", "data", "latency", "clamped"} == fields(Prediction)
     assert ModelEvent.PROMOTED == "promoted"
     assert {"header", "detections"} == fields(Detection2DArray)
