@@ -24,6 +24,7 @@ from inference_helpers import (
 from sensor_msgs.msg import Image, LaserScan
 from std_msgs.msg import Float64MultiArray
 
+from kairo_features.schema import features_from_metadata
 from kairo_interfaces.msg import Detection2DArray
 
 SAMPLES = 20
@@ -71,16 +72,27 @@ def test_navigation_by_robot_and_task(processes, ros, backend, trained_model,  #
     rng = np.random.default_rng(4)
     ranges = rng.uniform(0.3, 6.0, (SAMPLES, 64)).astype(np.float32)
     reference = reference_session(download_model(backend, model.model_id, model.version, tmp_path / "n.onnx"))
+    # Random scans can ask for more than the training data ever commanded: the safety guard clamps the
+    # command to the trained output envelope widened by envelope_margin (0.1 of its width) and says so.
+    envelope = features_from_metadata(reference.get_modelmeta().custom_metadata_map).outputs[0].range
+    assert envelope is not None, "a trained model carries its output envelope"
+    low, high = np.array(envelope.low), np.array(envelope.high)
+    low, high = (low - 0.1 * (high - low)).astype(np.float32), (high + 0.1 * (high - low)).astype(np.float32)
+
+    def guarded(scan: np.ndarray) -> tuple[np.ndarray, bool]:
+        raw = reference.run(None, {"scan": scan[None]})[0][0]
+        return np.clip(raw, low, high), bool(((raw < low) | (raw > high)).any())
+
     for index in range(SAMPLES):
         scan = LaserScan(ranges=ranges[index].tolist())
         scan.header.stamp.sec = 100 + index
         scans.publish(scan)
     for index in range(SAMPLES):
         answer = answers.wait_for(lambda m, i=index: m.header.stamp.sec == 100 + i, 20, f"prediction {index}")
-        expected = reference.run(None, {"scan": ranges[index][None]})[0][0]
+        expected, clamped = guarded(ranges[index])
         np.testing.assert_allclose(np.array(answer.data), expected, rtol=1e-5, atol=1e-5)
-        assert answer.model_id == model.model_id
-    expected = reference.run(None, {"scan": ranges[-1][None]})[0][0]
+        assert answer.model_id == model.model_id and answer.clamped == clamped
+    expected, _ = guarded(ranges[-1])
     twists.wait_for(lambda t: np.allclose([t.linear.x, t.angular.z], expected, atol=1e-5), 20, "the last twist")
     assert node.alive
 
