@@ -26,14 +26,14 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter, parameter_value_to_python
 
-from conftest import DOMAIN_ID, new_group
+from conftest import new_group
 from kairo_ros.inference.params import SPECS as INFERENCE_SPECS
 from kairo_ros.inference.params import InferenceParams
 from kairo_ros.manager.params import SPECS as MANAGER_SPECS
 from kairo_ros.manager.params import ManagerParams
 from kairo_ros.parameters import ParameterSpec, markdown_table
 from kairo_ros.testing.graph import SpinningNode
-from kairo_ros.testing.processes import ChildProcess, ProcessGroup
+from kairo_ros.testing.processes import ChildProcess, ProcessGroup, claim_domain_id, isolated_ros_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "kairo_ros" / "config"
@@ -57,13 +57,18 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = tmp_path_factory.mktemp("parameters")
     group = new_group(root / "logs")
     model = linear_model(features("manipulation"), root / "arm.onnx", model_id="mdl_file", version="v3")
-    with SpinningNode("kairo_param_probe", domain_id=DOMAIN_ID) as ros:
+    # A domain of its own: the graph then holds only what a robot running these nodes would show, not the
+    # client nodes other tests of this process leave in the session's domain.
+    domain, claim = claim_domain_id()
+    env = isolated_ros_env(domain)
+    with claim, SpinningNode("kairo_param_probe", domain_id=domain) as ros:
         try:
             children = {
                 "kairo_inference": group.start("kairo_inference", [
-                    "kairo_inference", "--ros-args", "-p", f"model_path:={model}", "-p", "poll_period_s:=1"]),
+                    "kairo_inference", "--ros-args", "-p", f"model_path:={model}", "-p", "poll_period_s:=1"],
+                    env=env),
                 "kairo_manager": group.start("kairo_manager", [
-                    "kairo_manager", "--ros-args", "-p", "poll_period_s:=2"]),
+                    "kairo_manager", "--ros-args", "-p", "poll_period_s:=2"], env=env),
             }
             for name, child in children.items():
                 group.wait_until(lambda n=name: f"/kairo/{n}" in ros.node_names(), 30, f"node /kairo/{name}",
@@ -117,9 +122,8 @@ def test_every_node_ros2_node_list_shows_answers_parameter_calls(running: Runnin
         # `ros2 node list` (and `ros2 param list`, which asks each of them) skips names starting with '_'.
         return {n for n in ros.node_names() if not n.rsplit("/", 1)[-1].startswith("_")} - {own}
 
-    # A client node an earlier test of this process destroyed can linger in the DDS graph for a moment.
     expected = readme_node_list()
-    with contextlib.suppress(TimeoutError):  # the assertion below shows the difference
+    with contextlib.suppress(TimeoutError):  # discovery takes a moment; the assertion shows any difference
         running.group.wait_until(lambda: visible() == expected, 15, "the README's node list")
     assert visible() == expected
     for node in sorted(expected):
