@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -83,10 +82,3 @@ def latency_p99_ms(path: Path, features: dict[str, Any], runs: int = 200) -> flo
         times.append((time.perf_counter() - t) * 1000.0)
     return float(np.percentile(times, 99))
 
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
