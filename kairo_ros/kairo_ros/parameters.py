@@ -179,11 +179,21 @@ def markdown_table(specs: Sequence[ParameterSpec]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def launch_overrides(specs: Iterable[ParameterSpec], given: Mapping[str, str]) -> dict[str, Value]:
-    """Typed values of the launch arguments the user gave (non-empty): they override the params file."""
-    by_name = {spec.name: spec for spec in specs}
-    return {name: by_name[name].parse_launch_value(text) for name, text in given.items()
-            if name in by_name and text != ""}
+def launch_overrides(specs: Iterable[ParameterSpec], configurations: Mapping[str, str]) -> dict[str, Value]:
+    """Typed values of the launch arguments the user gave (non-empty): they override the params file.
+
+    `configurations` are the launch configurations (an argument not given is ""); besides the specs'
+    parameters, `use_sim_time`, which every node has, overrides the file when given too.
+    """
+    overrides: dict[str, Value] = {}
+    for spec in specs:
+        text = configurations.get(spec.name, "")
+        if text != "":
+            overrides[spec.name] = spec.parse_launch_value(text)
+    use_sim_time = configurations.get("use_sim_time", "")
+    if use_sim_time != "":
+        overrides["use_sim_time"] = use_sim_time.lower() == "true"
+    return overrides
 
 
 # --- on a node ---------------------------------------------------------------------------------------

@@ -37,11 +37,7 @@ PARAMETER_ARGUMENTS = [spec for spec in SPECS if spec.kind != "string_array"]
 
 
 def _inference_node(context, *_args, **_kwargs):  # type: ignore[no-untyped-def]
-    given = {spec.name: context.launch_configurations.get(spec.name, "") for spec in PARAMETER_ARGUMENTS}
-    overrides = launch_overrides(PARAMETER_ARGUMENTS, given)
-    use_sim_time = context.launch_configurations.get("use_sim_time", "")
-    if use_sim_time:
-        overrides["use_sim_time"] = use_sim_time.lower() == "true"
+    overrides = launch_overrides(PARAMETER_ARGUMENTS, context.launch_configurations)
     return [Node(
         package="kairo_ros", executable="kairo_inference", name="kairo_inference",
         namespace=LaunchConfiguration("namespace"), output="screen",

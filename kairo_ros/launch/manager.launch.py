@@ -19,11 +19,7 @@ from kairo_ros.parameters import launch_overrides
 
 
 def _manager_node(context, *_args, **_kwargs):  # type: ignore[no-untyped-def]
-    given = {spec.name: context.launch_configurations.get(spec.name, "") for spec in SPECS}
-    overrides = launch_overrides(SPECS, given)
-    use_sim_time = context.launch_configurations.get("use_sim_time", "")
-    if use_sim_time:
-        overrides["use_sim_time"] = use_sim_time.lower() == "true"
+    overrides = launch_overrides(SPECS, context.launch_configurations)
     return [Node(
         package="kairo_ros", executable="kairo_manager", name="kairo_manager",
         namespace=LaunchConfiguration("namespace"), output="screen",

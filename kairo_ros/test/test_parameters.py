@@ -264,6 +264,8 @@ def test_a_spec_types_values_as_ros_and_launch_give_them() -> None:
     given = {"poll_period_s": "2", "intra_op_threads": "4", "autostart": "False", "model_id": "", "namespace": "x"}
     assert launch_overrides(INFERENCE_SPECS, given) == {"poll_period_s": 2.0, "intra_op_threads": 4,
                                                         "autostart": False}
+    assert launch_overrides(INFERENCE_SPECS, {"use_sim_time": "True"}) == {"use_sim_time": True}
+    assert launch_overrides(INFERENCE_SPECS, {"use_sim_time": ""}) == {}
     with pytest.raises(ParameterError, match="intra_op_threads:=many must be a number"):
         launch_overrides(INFERENCE_SPECS, {"intra_op_threads": "many"})
     with pytest.raises(ValueError, match="default is refused"):
