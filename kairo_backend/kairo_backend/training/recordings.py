@@ -129,6 +129,24 @@ def _copy(source: IO[bytes], target: Path, budget: _Budget) -> None:
             out.write(chunk)
 
 
+def _extract_member(name: str, regular: bool, size: int, open_member: Callable[[], IO[bytes] | None],
+                    into: Path, budget: _Budget) -> None:
+    """One archive member (zip or tar), checked before a byte of it is unpacked."""
+    rel = _safe_relative(name)
+    if not regular:
+        raise ValidationFailed(f"file: archive member {name!r} is not a regular file (a link or a "
+                               "device); archive the bag's files themselves")
+    budget.member()
+    if budget.bytes + size > budget.max_bytes:
+        budget.add(size)  # raises before anything is unpacked
+    target = into / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = open_member()
+    assert source is not None  # a regular file
+    with source:
+        _copy(source, target, budget)
+
+
 def _extract_zip(file: IO[bytes], into: Path, budget: _Budget) -> None:
     entries, _ = zip_directory_size(file)
     if entries > MAX_ARCHIVE_MEMBERS:  # refused before zipfile parses the whole directory
@@ -137,42 +155,22 @@ def _extract_zip(file: IO[bytes], into: Path, budget: _Budget) -> None:
     file.seek(0)
     with zipfile.ZipFile(file) as zf:
         for info in zf.infolist():
-            rel = _safe_relative(info.filename)
-            mode = info.external_attr >> 16
             if info.is_dir():
+                _safe_relative(info.filename)
                 continue
-            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # no type bits: a plain file
-                raise ValidationFailed(f"file: archive member {info.filename!r} is not a "
-                                       "regular file (a link or a device); archive the bag's "
-                                       "files themselves")
-            budget.member()
-            if budget.bytes + info.file_size > budget.max_bytes:
-                budget.add(info.file_size)  # raises before anything is decompressed
-            target = into / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as member:
-                _copy(member, target, budget)
+            regular = stat.S_IFMT(info.external_attr >> 16) in (0, stat.S_IFREG)  # no type bits: a plain file
+            _extract_member(info.filename, regular, info.file_size, functools.partial(zf.open, info), into, budget)
 
 
 def _extract_tar(file: IO[bytes], into: Path, budget: _Budget) -> None:
     file.seek(0)
     with tarfile.open(fileobj=file, mode="r|gz") as tf:
         for member in tf:
-            rel = _safe_relative(member.name)
             if member.isdir():
+                _safe_relative(member.name)
                 continue
-            if not member.isreg():
-                raise ValidationFailed(f"file: archive member {member.name!r} is not a "
-                                       "regular file (a link or a device); archive the bag's "
-                                       "files themselves")
-            budget.member()
-            if budget.bytes + member.size > budget.max_bytes:
-                budget.add(member.size)  # raises before it is extracted
-            target = into / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tf.extractfile(member)
-            assert source is not None  # a regular file
-            _copy(source, target, budget)
+            _extract_member(member.name, member.isreg(), member.size,
+                            functools.partial(tf.extractfile, member), into, budget)
 
 
 def _bag_directory(root: Path) -> Path:
