@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import select
 import socket
 import threading
@@ -51,11 +52,20 @@ def _connect(url: str) -> socket.socket:
 
 
 def _read_status(sock: socket.socket) -> tuple[int, bytes]:
-    """The answer's status and what arrived of it (headers at least)."""
+    """The answer's status and what arrived of it: its headers, and its body up to Content-Length
+    (the body may come in a segment of its own)."""
     data = b""
     sock.settimeout(60)
+
+    def complete() -> bool:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if not sep:
+            return False
+        length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+        return length is None or len(body) >= int(length.group(1))
+
     try:
-        while b"\r\n\r\n" not in data:
+        while not complete():
             chunk = sock.recv(65536)
             if not chunk:
                 break
