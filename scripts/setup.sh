@@ -55,7 +55,7 @@ fi
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
 
-reqs=("${ros_reqs[@]}" requirements/runtime.txt requirements/backend.txt requirements/dev.txt kairo_backend/pyproject.toml kairo_features/setup.py)
+reqs=("${ros_reqs[@]}" requirements/runtime.txt requirements/backend.txt requirements/scale.txt requirements/dev.txt kairo_backend/pyproject.toml kairo_features/setup.py)
 stamp="$venv/.kairo-requirements"
 want="$(for r in "${reqs[@]}"; do if [ -f "$r" ]; then cat "$r"; fi; done | sha256sum | cut -d' ' -f1)-$mode"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
