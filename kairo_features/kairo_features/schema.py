@@ -25,11 +25,23 @@ DETECTION_TYPE = "kairo_interfaces/msg/Detection2DArray"
 IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 # ... and the one a model takes, by its channel count C of [C, H, W].
 MODEL_ENCODINGS = {3: "rgb8", 1: "mono8"}
-# The two graph outputs a detection model has instead of one per output entry,
+# The one graph output a detection model has instead of one per output entry:
+# [batch, max_detections, DETECTION_ROW] rows (x1, y1, x2, y2, score, class index)
+# in model-input pixels, best first, rows past the real detections scored 0;
 # and the dataset arrays that hold its truth.
-DETECTION_GRAPH_OUTPUTS = ("scores", "boxes")
+DETECTION_GRAPH_OUTPUTS = ("detections",)
+DETECTION_ROW = 6
 DETECTION_ARRAYS = ("labels", "boxes")
 BOX_SIZE = 4  # center_x, center_y, size_x, size_y in pixels
+# A per-sample dimension of this value in `Features.dataset_arrays` takes any
+# length, the same in every array that has it (detection: objects per image,
+# padded with label -1).
+ANY_LENGTH = -1
+# Detection defaults and bounds: rows in the graph's output, and the score below
+# which the node drops a row.
+DEFAULT_MAX_DETECTIONS = 20
+MAX_DETECTIONS_LIMIT = 1000
+DEFAULT_SCORE_THRESHOLD = 0.3
 MAX_ENTRY_SIZE = 1_000_000  # values per input or output and sample
 
 # ONNX metadata keys written by the backend.
@@ -45,7 +57,8 @@ _FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$")
 # A fully qualified ROS 2 topic name: tokens of letters, digits and '_', none
 # starting with a digit, no '//', no trailing '/', no '~' or '{}' substitutions.
 _TOPIC = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
-_DOC_KEYS = frozenset({"schema", "task", "inputs", "outputs", "tolerance", "classes"})
+_DOC_KEYS = frozenset({"schema", "task", "inputs", "outputs", "tolerance", "classes", "max_detections",
+                       "score_threshold"})
 _ENTRY_KEYS = frozenset({"name", "topic", "type", "fields", "shape", "encoding", "range"})
 
 
@@ -131,6 +144,8 @@ class Features:
     outputs: tuple[FeatureEntry, ...]
     tolerance: float | None = None
     classes: tuple[str, ...] = ()
+    max_detections: int | None = None  # detection only
+    score_threshold: float | None = None  # detection only
 
     @property
     def trigger(self) -> FeatureEntry:
@@ -177,12 +192,13 @@ class Features:
     def dataset_arrays(self) -> dict[str, tuple[int, ...]]:
         """The arrays a dataset holds for these features and each one's per-sample shape.
 
-        One array per input and per output; detection holds `labels` [] (class
-        index) and `boxes` [4] instead of the detection output.
+        One array per input and per output; detection holds `labels` [M] (class
+        index, -1 pads) and `boxes` [M, 4] instead of the detection output, M
+        (ANY_LENGTH here) the most objects an image of the dataset holds.
         """
         arrays = {e.name: e.shape for e in self.inputs}
         if self.is_detection:
-            arrays.update(labels=(), boxes=(BOX_SIZE,))
+            arrays.update(labels=(ANY_LENGTH,), boxes=(ANY_LENGTH, BOX_SIZE))
         else:
             arrays.update((e.name, e.shape) for e in self.outputs)
         return arrays
@@ -202,6 +218,8 @@ class Features:
             doc["tolerance"] = self.tolerance
         if self.is_detection:
             doc["classes"] = list(self.classes)
+            doc["max_detections"] = self.max_detections
+            doc["score_threshold"] = self.score_threshold
         return doc
 
 
@@ -350,8 +368,11 @@ def parse_features(doc: str | bytes | Mapping[str, Any], *, task: str | None = N
         raise _fail("features", f"names must be unique; repeated: {', '.join(duplicates)}")
     classes: tuple[str, ...] = ()
     tolerance: float | None = None
+    max_detections: int | None = None
+    score_threshold: float | None = None
     if doc_task == DETECTION_TASK:
         classes = _classes(_require(doc, "classes", "features"))
+        max_detections, score_threshold = _detection_limits(doc)
         if len(inputs) != 1 or not inputs[0].is_image:
             raise _fail("features.inputs", f"detection takes exactly one {IMAGE_TYPE} input")
         if len(outputs) != 1 or not outputs[0].is_detection:
@@ -365,8 +386,9 @@ def parse_features(doc: str | bytes | Mapping[str, Any], *, task: str | None = N
                                                    f"({', '.join(taken)})")
         # tolerance is a regression measure: a detection document's is ignored.
     else:
-        if "classes" in doc:
-            raise _fail("features.classes", "only object_detection has classes")
+        for key in ("classes", "max_detections", "score_threshold"):
+            if key in doc:
+                raise _fail(f"features.{key}", f"only object_detection has {key}")
         for i, entry in enumerate(outputs):
             if entry.is_detection:
                 raise _fail(f"features.outputs[{i}].type", f"{DETECTION_TYPE} is for object_detection only")
@@ -375,7 +397,21 @@ def parse_features(doc: str | bytes | Mapping[str, Any], *, task: str | None = N
             raise _fail("features.tolerance", "regression tasks need a number > 0 (the accuracy threshold, "
                                               "in output units)")
         tolerance = float(raw_tolerance)
-    return Features(task=doc_task, inputs=inputs, outputs=outputs, tolerance=tolerance, classes=classes)
+    return Features(task=doc_task, inputs=inputs, outputs=outputs, tolerance=tolerance, classes=classes,
+                    max_detections=max_detections, score_threshold=score_threshold)
+
+
+def _detection_limits(doc: Mapping[str, Any]) -> tuple[int, float]:
+    """(max_detections, score_threshold) of a detection document, defaults when absent."""
+    count = doc.get("max_detections", DEFAULT_MAX_DETECTIONS)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_DETECTIONS_LIMIT:
+        raise _fail("features.max_detections", f"{count!r} must be an integer in 1..{MAX_DETECTIONS_LIMIT} "
+                                               "(rows of the graph's detections output)")
+    threshold = doc.get("score_threshold", DEFAULT_SCORE_THRESHOLD)
+    if not _is_number(threshold) or not 0 <= threshold < 1:
+        raise _fail("features.score_threshold", f"{threshold!r} must be a number in [0, 1) (the node drops "
+                                                "detections scored below it)")
+    return count, float(threshold)
 
 
 def _classes(value: Any) -> tuple[str, ...]:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from kairo_features.schema import DETECTION_TYPE, SCHEMA, TASKS, FeaturesError
+from kairo_features.schema import (
+    DEFAULT_MAX_DETECTIONS,
+    DEFAULT_SCORE_THRESHOLD,
+    DETECTION_TYPE,
+    SCHEMA,
+    TASKS,
+    FeaturesError,
+)
 
 __all__ = ["IMAGE_SHAPE", "NAV_BEAMS", "SHAPE_CLASSES", "TASKS", "default_features"]
 
 NAV_BEAMS = 64
-IMAGE_SHAPE = (3, 32, 32)
-SHAPE_CLASSES = ("circle", "square", "triangle")
+# The detection demo's camera image [C, H, W]: a small camera frame (the node
+# letterboxes any other size into it) and the shapes drawn in it.
+IMAGE_SHAPE = (3, 120, 160)
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 
 
 def default_features(task: str) -> dict[str, Any]:
@@ -59,5 +68,7 @@ def default_features(task: str) -> dict[str, Any]:
                  "fields": [], "shape": [len(SHAPE_CLASSES) + 4]},
             ],
             "classes": list(SHAPE_CLASSES),
+            "max_detections": DEFAULT_MAX_DETECTIONS,
+            "score_threshold": DEFAULT_SCORE_THRESHOLD,
         }
     raise FeaturesError(f"task: unknown task {task!r}; expected one of {', '.join(TASKS)}")

@@ -11,7 +11,7 @@ import pytest
 
 from kairo_features.alignment import Aligner, Sample
 from kairo_features.schema import Features, parse_features
-from kairo_features.tasks import default_features
+from kairo_features.tasks import IMAGE_SHAPE, default_features
 
 MANIPULATION = parse_features(default_features("manipulation"))  # joint_positions (trigger), target -> joint_commands
 J, T, C = "joint_positions", "target", "joint_commands"
@@ -166,7 +166,7 @@ def test_every_output_is_needed() -> None:
 
 def test_detection_outputs_become_labels_and_boxes() -> None:
     features = parse_features(default_features("object_detection"))
-    image = np.full((3, 32, 32), 7, np.float32)
+    image = np.full(IMAGE_SHAPE, 7, np.float32)
     samples, _ = run(features, [("image", 0, image), ("detections", 0, v(2, 16, 15, 4, 5))])
     [sample] = samples
     assert list(sample.values) == ["image", "labels", "boxes"]

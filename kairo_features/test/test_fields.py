@@ -20,7 +20,7 @@ from kairo_features.fields import (
     read_fields,
 )
 from kairo_features.schema import parse_features
-from kairo_features.tasks import default_features
+from kairo_features.tasks import IMAGE_SHAPE, default_features
 
 
 # Shaped like the dataclasses a rosbag library deserializes CDR into.
@@ -187,7 +187,7 @@ def test_entry_readers_follow_the_features() -> None:
         commands(SimpleNamespace(data=array.array("d", [1.0, 2.0])))
     detection = parse_features(default_features("object_detection"))
     image = entry_reader(detection.trigger)
-    assert image(_image("rgb8", np.zeros((32, 32, 3), np.uint8))).shape == (3, 32, 32)
+    assert image(_image("rgb8", np.zeros((120, 160, 3), np.uint8))).shape == IMAGE_SHAPE
     boxes = entry_reader(detection.outputs[0], detection.classes)
     assert boxes(_detections(("square", 0.5))).tolist()[0] == 1
 

@@ -51,11 +51,13 @@ def test_navigation_and_detection_details() -> None:
     nav = parse_features(default_features("navigation"))
     assert nav.trigger.shape == (NAV_BEAMS,) and nav.outputs[0].fields == ("linear.x", "angular.z")
     det = parse_features(default_features("object_detection"))
-    assert det.is_detection and det.classes == ("circle", "square", "triangle") and det.tolerance is None
+    assert det.is_detection and det.classes == ("circle", "square", "triangle", "cross") and det.tolerance is None
     assert det.trigger.is_image and det.trigger.encoding == "rgb8" and det.trigger.shape == IMAGE_SHAPE
-    assert det.outputs[0].is_detection and det.output_size == 7
-    assert det.graph_output_names() == ("scores", "boxes")
-    assert det.dataset_arrays() == {"image": IMAGE_SHAPE, "labels": (), "boxes": (4,)}
+    assert det.outputs[0].is_detection and det.output_size == 8
+    assert det.graph_output_names() == ("detections",)
+    assert det.dataset_arrays() == {"image": IMAGE_SHAPE, "labels": (-1,), "boxes": (-1, 4)}
+    assert det.max_detections == 20 and det.score_threshold == 0.3
+    assert parse_features(det.to_document()) == det
 
 
 def test_normalisation_round_trips_and_is_checked() -> None:
@@ -122,6 +124,7 @@ BAD_MANIPULATION: list[tuple[Mutation, str]] = [
     (lambda d: d.update(tolerance=True), r"features\.tolerance"),
     (lambda d: d.pop("tolerance"), r"features\.tolerance: required key is missing"),
     (lambda d: d.update(classes=["a", "b"]), r"features\.classes: only object_detection"),
+    (lambda d: d.update(max_detections=5), r"features\.max_detections: only object_detection"),
     (lambda d: d["inputs"][0].update(encoding="rgb8"), r"features\.inputs\[0\]\.encoding"),
     (lambda d: d["inputs"][0].update(normalize={"mean": [0], "std": [1]}),
      r"features\.inputs\[0\]\.normalize: unknown key"),
@@ -167,6 +170,9 @@ BAD_DETECTION: list[tuple[Mutation, str]] = [
     (lambda d: d.update(classes=["a", ""]), r"features\.classes"),
     (lambda d: d.update(classes=["a", "b", "a"]), r"features\.classes: class names must be unique; repeated: a"),
     (lambda d: d.pop("classes"), r"features\.classes: required key is missing"),
+    (lambda d: d.update(max_detections=0), r"features\.max_detections: 0 must be an integer in 1\.\.1000"),
+    (lambda d: d.update(max_detections=2.5), r"features\.max_detections"),
+    (lambda d: d.update(score_threshold=1.0), r"features\.score_threshold: 1\.0 must be a number in \[0, 1\)"),
     (lambda d: d["inputs"][0].update(shape=[4, 32, 32]), r"features\.inputs\[0\]\.shape"),
     (lambda d: d["inputs"][0].update(shape=[3, 32]), r"features\.inputs\[0\]\.shape"),
     (lambda d: d["inputs"][0].update(encoding="yuv422"), r"features\.inputs\[0\]\.encoding"),
@@ -178,7 +184,7 @@ BAD_DETECTION: list[tuple[Mutation, str]] = [
     (lambda d: d["inputs"].append(dict(d["inputs"][0], name="image2")), r"features\.inputs: detection takes"),
     (lambda d: d["outputs"][0].update(type="std_msgs/msg/Float64MultiArray", fields=["data"]), r"features\.outputs"),
     (lambda d: d["outputs"][0].update(fields=["detections"]), r"features\.outputs\[0\]\.fields"),
-    (lambda d: d["outputs"][0].update(shape=[6]), r"features\.outputs\[0\]\.shape: must be \[7\]"),
+    (lambda d: d["outputs"][0].update(shape=[6]), r"features\.outputs\[0\]\.shape: must be \[8\]"),
     (lambda d: d["inputs"][0].update(name="boxes"), r"features\.inputs\[0\]\.name: 'boxes' is taken"),
 ]
 
