@@ -11,6 +11,8 @@ KairoError            base; `code` is the stable machine code, `status` the HTTP
 ├── RateLimited       429 too many queued runs; carries Retry-After
 ├── Unavailable       503 the backend cannot serve it right now (a busy database:
 │                         Retry-After)
+├── NoActiveVersion   409 a robot has no version to serve: no deployment pins one and the
+│                         model has none active (code no_active_version)
 ├── ArtifactCorrupted 409 a version's stored model file is empty or does not match its
 │                         recorded sha256 (code artifact_corrupted)
 └── InsufficientStorage 507 the data dir's disk is full (code insufficient_storage)
@@ -79,6 +81,10 @@ class RateLimited(KairoError):
 
 class Unavailable(KairoError):
     code, status = "unavailable", 503
+
+
+class NoActiveVersion(KairoError):
+    code, status = "no_active_version", 409
 
 
 class ArtifactCorrupted(KairoError):
