@@ -16,6 +16,7 @@ from kairo_backend.gate import RequestGate
 from kairo_backend.jobs.dispatcher import Dispatcher
 from kairo_backend.routes import datasets, exports, health, models, runs
 from kairo_backend.store import Store
+from kairo_backend.ui import install as install_dashboard
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -38,4 +39,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestGate, ctx=ctx)
     for r in (health.router, models.router, runs.router, exports.router, datasets.router):
         app.include_router(r)
+    install_dashboard(app)  # /ui, outside the OpenAPI schema
     return app
