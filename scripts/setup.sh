@@ -21,6 +21,17 @@ for tool in cmake make; do
 done
 command -v cc >/dev/null || command -v gcc >/dev/null \
   || die "no C compiler found: building kairo_interfaces needs one (Debian/Ubuntu: apt-get install build-essential)."
+# The dashboard's browser test (kairo_backend/tests/test_ui.py) drives Debian's Chromium.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing chromium (the dashboard's browser test)"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; } \
+      || die "installing chromium failed: run 'apt-get install chromium' and see its messages."
+  else
+    die "/usr/bin/chromium not found: the dashboard's browser test needs it (Debian/Ubuntu: sudo apt-get install chromium)."
+  fi
+fi
 
 if [ -n "${ROS_DISTRO:-}" ]; then
   # A robot with ROS 2 installed and sourced: build against it.
