@@ -20,18 +20,22 @@ import array
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from kairo_features.schema import BOX_SIZE, IMAGE_ENCODINGS, FeatureEntry
 
-__all__ = ["RANGE_CONVENTIONS", "FieldError", "FieldsReader", "ImageReader", "apply_rep117", "entry_reader",
-           "image_to_array", "read_detection", "read_field", "read_fields"]
+__all__ = ["LETTERBOX_FILL", "RANGE_CONVENTIONS", "FieldError", "FieldsReader", "ImageReader", "Letterbox",
+           "apply_rep117", "entry_reader", "image_to_array", "letterbox_for", "read_detection", "read_field",
+           "read_fields"]
 
-# Channels per image encoding (what a message may arrive in).
-IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-assert tuple(IMAGE_CHANNELS) == IMAGE_ENCODINGS
+# Per image encoding a message may arrive in: (channels, colour order, bytes per value).
+IMAGE_LAYOUTS = {"rgb8": (3, "rgb", 1), "bgr8": (3, "bgr", 1), "rgba8": (4, "rgb", 1), "bgra8": (4, "bgr", 1),
+                 "mono8": (1, "mono", 1), "rgb16": (3, "rgb", 2), "bgr16": (3, "bgr", 2),
+                 "rgba16": (4, "rgb", 2), "bgra16": (4, "bgr", 2), "mono16": (1, "mono", 2)}
+assert tuple(IMAGE_LAYOUTS) == IMAGE_ENCODINGS
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _BYTES = (bytes, bytearray, memoryview)
 
@@ -263,83 +267,269 @@ def _attr(msg: Any, name: str) -> Any:
     return msg[name] if isinstance(msg, Mapping) else getattr(msg, name)
 
 
-def _as_uint8(data: Any) -> np.ndarray:
+def _bytes_of(data: Any) -> np.ndarray:
     try:
         return np.frombuffer(data, dtype=np.uint8)
     except TypeError:  # a plain list
         return np.asarray(data, dtype=np.uint8)
 
 
-def image_to_array(msg: Any, shape: Sequence[int]) -> np.ndarray:
-    """A sensor_msgs/Image (any object with height, width, encoding, step, data) as float32 [C, H, W].
+# Letterbox padding: YOLO's grey (114 of 255), so a padded band reads as "nothing here" to a model
+# trained on letterboxed images; the backend pads its training images the same way (one function).
+LETTERBOX_FILL = 114 / 255
 
-    The message may be in any of IMAGE_ENCODINGS; the result has the model's
-    channels: 3 in RGB order, or 1 (luma) . Its height and width must be the shape's.
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image of `width` x `height` pixels was fitted into a model's input (letterboxed).
+
+    It was scaled by `scale_x`, `scale_y` (both min(W/width, H/height) up to the rounding of
+    the scaled size to whole pixels, so the aspect ratio is kept), then placed at (`pad_x`,
+    `pad_y`) on a LETTERBOX_FILL canvas. A point x of the model's input is
+    `(x - pad_x) / scale_x` in the original image.
     """
-    channels, height, width = shape
-    try:
-        msg_height, msg_width, encoding, step, data = _IMAGE_FIELDS(msg)
-    except AttributeError:
-        msg_height, msg_width, encoding, step, data = (_attr(msg, k) for k in _IMAGE_KEYS)
-    if msg_height != height or msg_width != width:
-        raise FieldError(f"image is {msg_width}x{msg_height}; the model takes {width}x{height}; resize it upstream")
-    msg_channels = IMAGE_CHANNELS.get(encoding)
-    if msg_channels is None:
-        raise FieldError(f"encoding {encoding!r} is not supported; publish one of {', '.join(IMAGE_ENCODINGS)}")
-    row = width * msg_channels
-    step = step or row
-    data = _as_uint8(data)
-    if step < row or data.size < step * height:
-        raise FieldError(f"{data.size} bytes with step {step} cannot hold a {width}x{height} {encoding} image")
-    if step == row and data.size == row * height:
-        hwc = data.reshape(height, width, msg_channels)
+
+    width: int
+    height: int
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+
+    def to_original(self, xyxy: np.ndarray) -> np.ndarray:
+        """Boxes [n, 4] (x1, y1, x2, y2) in model-input pixels -> the original image's pixels, clipped to it."""
+        boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+        scale = np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y])
+        offset = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
+        limit = np.array([self.width, self.height, self.width, self.height])
+        return np.clip((boxes - offset) / scale, 0.0, limit)
+
+    def to_input(self, xyxy: np.ndarray) -> np.ndarray:
+        """Boxes [n, 4] (x1, y1, x2, y2) in the original image's pixels -> model-input pixels."""
+        boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+        scale = np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y])
+        offset = np.array([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
+        return boxes * scale + offset
+
+
+def letterbox_for(width: int, height: int, shape: Sequence[int]) -> Letterbox:
+    """The letterbox that fits a `width` x `height` image into a [C, H, W] input."""
+    _, model_height, model_width = shape
+    scale = min(model_width / width, model_height / height)
+    scaled_width = min(model_width, max(1, round(width * scale)))
+    scaled_height = min(model_height, max(1, round(height * scale)))
+    return Letterbox(width, height, scaled_width / width, scaled_height / height,
+                     (model_width - scaled_width) // 2, (model_height - scaled_height) // 2)
+
+
+def _taps(old: int, new: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indexes [new, k], weights [new, k]) that resize one axis of `old` samples to `new`.
+
+    Shrinking averages areas: output sample i covers [i, i + 1) * old / new of the input, and
+    each input sample weighs by how much of it lies inside. Enlarging interpolates linearly
+    between the two nearest input samples (pixel centres at +0.5, as OpenCV and PIL place them).
+    Area, not bilinear, for shrinking: a 640-wide camera frame goes into a 160-wide model, and
+    bilinear would read 2 of every 4 columns, so thin edges and sensor noise would alias into the
+    model's input; the average of the whole footprint is what a smaller camera would have seen.
+    """
+    if new < old:
+        ratio = old / new
+        starts = np.arange(new) * ratio
+        first = np.floor(starts).astype(np.int64)
+        width = int(np.ceil(ratio)) + 1
+        index = first[:, None] + np.arange(width)[None, :]
+        low = np.maximum(index, starts[:, None])
+        high = np.minimum(index + 1, starts[:, None] + ratio)
+        weights = np.clip(high - low, 0.0, None) / ratio
     else:
-        hwc = data[:step * height].reshape(height, step)[:, :row].reshape(height, width, msg_channels)
-    if encoding == "mono8":
-        mono = hwc[:, :, 0].astype(np.float32)
-        return mono[None] if channels == 1 else np.repeat(mono[None], 3, axis=0)
-    rgb = hwc[:, :, 2::-1] if encoding.startswith("bgr") else hwc[:, :, :3]
-    if channels == 1:
-        return (rgb.astype(np.float32) @ _LUMA)[None]
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+        centre = np.clip((np.arange(new) + 0.5) * old / new - 0.5, 0.0, old - 1)
+        below = np.floor(centre).astype(np.int64)
+        index = np.stack([below, below + 1], axis=1)
+        fraction = centre - below
+        weights = np.stack([1.0 - fraction, fraction], axis=1)
+    used = weights.max(axis=0) > 0  # drop tap columns that weigh nothing anywhere
+    index, weights = index[:, used], weights[:, used]
+    return np.minimum(index, old - 1), weights.astype(np.float32)
+
+
+def _block(old: int, new: int) -> int:
+    """The whole-number shrink factor from `old` to `new` samples, or 0 when it is not one."""
+    return old // new if new < old and old % new == 0 else 0
+
+
+class _ResizePlan:
+    """One incoming image size's resize into a model input, computed once and reused per message.
+
+    Separable: rows, then columns. A whole-number shrink on both axes (640x480 -> 160x120 is 4)
+    sums each block with integer adds over strided views, no gather and no float until the end;
+    any other ratio gathers each axis' taps (`_taps`) and multiply-adds them in float32.
+    """
+
+    __slots__ = ("block", "box", "col_index", "col_weights", "identity", "row_index", "row_weights", "size")
+
+    def __init__(self, width: int, height: int, shape: Sequence[int], depth: int) -> None:
+        self.box = letterbox_for(width, height, shape)
+        self.size = (round(self.box.scale_y * height), round(self.box.scale_x * width))
+        self.identity = self.size == (height, width)
+        block = (_block(height, self.size[0]), _block(width, self.size[1]))
+        # 8-bit sums of a block fit uint16 up to 257 pixels a block; deeper ones take the float path
+        self.block = block if all(block) and depth == 1 and block[0] * block[1] <= 257 else None
+        self.row_index, self.row_weights = _taps(height, self.size[0])
+        self.col_index, self.col_weights = _taps(width, self.size[1])
+
+    def resize(self, hwc: np.ndarray, value_scale: float) -> np.ndarray:
+        """[h, w, c] integer pixels -> [H', W', c] float32 in [0, 1]."""
+        if self.identity:
+            return np.multiply(hwc, np.float32(value_scale), dtype=np.float32)
+        if self.block is not None:
+            return self._sum_blocks(hwc, value_scale)
+        rows = self._taps_along(hwc, 0, self.row_index, self.row_weights * np.float32(value_scale))
+        return self._taps_along(rows, 1, self.col_index, self.col_weights)
+
+    def _sum_blocks(self, hwc: np.ndarray, value_scale: float) -> np.ndarray:
+        (rows_per, cols_per), (height, width) = self.block, self.size  # type: ignore[misc]
+        channels = hwc.shape[2]
+        blocks = hwc.reshape(height, rows_per, hwc.shape[1], channels)
+        rows = blocks[:, 0].astype(np.uint16)
+        for row in range(1, rows_per):
+            np.add(rows, blocks[:, row], out=rows)
+        cells = rows.reshape(height, width, cols_per, channels)
+        total = cells[:, :, 0].copy()
+        for col in range(1, cols_per):
+            np.add(total, cells[:, :, col], out=total)
+        return np.multiply(total, np.float32(value_scale / (rows_per * cols_per)), dtype=np.float32)
+
+    @staticmethod
+    def _taps_along(values: np.ndarray, axis: int, index: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        out = np.multiply(np.take(values, index[:, 0], axis=axis), weights[:, 0].reshape(shape), dtype=np.float32)
+        term = np.empty_like(out)
+        for tap in range(1, index.shape[1]):
+            np.multiply(np.take(values, index[:, tap], axis=axis), weights[:, tap].reshape(shape), out=term)
+            out += term
+        return out
+
+
+def _pixels(msg: Any) -> tuple[np.ndarray, str]:
+    """A sensor_msgs/Image's pixels as an [h, w, channels] integer view (no copy when rows are packed)."""
+    try:
+        height, width, encoding, step, data = _IMAGE_FIELDS(msg)
+    except AttributeError:
+        height, width, encoding, step, data = (_attr(msg, k) for k in _IMAGE_KEYS)
+    layout = IMAGE_LAYOUTS.get(encoding)
+    if layout is None:
+        raise FieldError(f"encoding {encoding!r} is not supported; publish one of {', '.join(IMAGE_ENCODINGS)}")
+    if height <= 0 or width <= 0:
+        raise FieldError(f"image is {width}x{height}; it needs at least one pixel")
+    channels, depth = layout[0], layout[2]
+    row = width * channels * depth
+    step = step or row
+    raw = _bytes_of(data)
+    if step < row or raw.size < step * height:
+        raise FieldError(f"{raw.size} bytes with step {step} cannot hold a {width}x{height} {encoding} image")
+    rows = raw[:step * height].reshape(height, step)[:, :row]
+    if depth == 1:
+        return rows.reshape(height, width, channels), encoding
+    big_endian = bool(_attr(msg, "is_bigendian")) if _has(msg, "is_bigendian") else False
+    dtype = np.dtype(">u2" if big_endian else "<u2")
+    return np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels), encoding
+
+
+def _has(msg: Any, name: str) -> bool:
+    return name in msg if isinstance(msg, Mapping) else hasattr(msg, name)
 
 
 class ImageReader:
-    """An image input's reader: message -> float32 [C, H, W]."""
+    """An image input's reader: any sensor_msgs/Image -> float32 [C, H, W] in [0, 1], letterboxed.
 
-    __slots__ = ("shape",)
+    Whatever its size, the image is scaled to fit the model's H x W with its
+    aspect ratio kept (area averaging when shrinking, bilinear when
+    enlarging: `_taps`), centred, and the rest filled with LETTERBOX_FILL;
+    `read_letterboxed` also gives the `Letterbox`, which maps boxes back to
+    the image's own pixels. Colour comes out in RGB order (BGR and alpha
+    are dropped or reordered); a 1-channel model gets luma (ITU-R BT.601).
+    The resize plan of each incoming size is made once, so a camera's
+    stream costs a few gathers and multiply-adds per frame.
+    """
+
+    __slots__ = ("_plans", "shape")
 
     def __init__(self, shape: Sequence[int]) -> None:
         self.shape = tuple(shape)
+        self._plans: dict[tuple[int, int, str], _ResizePlan] = {}
 
     def read(self, msg: Any) -> np.ndarray:
-        return image_to_array(msg, self.shape)
+        return self.read_letterboxed(msg)[0]
+
+    def read_letterboxed(self, msg: Any) -> tuple[np.ndarray, Letterbox]:
+        """The model's input and how the image was fitted into it."""
+        hwc, encoding = _pixels(msg)
+        height, width = hwc.shape[:2]
+        channels, order, depth = IMAGE_LAYOUTS[encoding]
+        if order == "bgr":
+            hwc = hwc[:, :, 2::-1]
+        elif channels == 4:
+            hwc = hwc[:, :, :3]
+        value_scale = 1.0 / (255.0 if depth == 1 else 65535.0)
+        key = (height, width, encoding)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) > 8:  # a stream changing size every frame: keep the cache small
+                self._plans.clear()
+            plan = self._plans[key] = _ResizePlan(width, height, self.shape, depth)
+        resized = plan.resize(hwc, value_scale)
+        model_channels, model_height, model_width = self.shape
+        box = plan.box
+        out = np.full((model_channels, model_height, model_width), LETTERBOX_FILL, dtype=np.float32)
+        inside = out[:, box.pad_y:box.pad_y + resized.shape[0], box.pad_x:box.pad_x + resized.shape[1]]
+        if model_channels == 1:
+            inside[0] = resized[:, :, 0] if resized.shape[2] == 1 else resized @ _LUMA
+        elif resized.shape[2] == 1:
+            inside[:] = resized[:, :, 0]
+        else:
+            inside[:] = resized.transpose(2, 0, 1)
+        return out, box
+
+
+def image_to_array(msg: Any, shape: Sequence[int]) -> np.ndarray:
+    """A sensor_msgs/Image (any object with height, width, encoding, step, data) as float32 [C, H, W].
+
+    Letterboxed into the shape (ImageReader): any size and any of IMAGE_ENCODINGS.
+    """
+    return ImageReader(shape).read(msg)
 
 
 def read_detection(msg: Any, classes: Sequence[str]) -> np.ndarray:
-    """A Detection2DArray's best detection as float32 [label, center_x, center_y, size_x, size_y].
+    """Every detection of a Detection2DArray as float32 [n, 5] rows (label, center_x, center_y, size_x, size_y).
 
-    The label is the class's index in `classes`; the Aligner turns this into
-    the dataset's `labels` and `boxes`.
+    The label is the index in `classes` of each detection's best hypothesis
+    (`results[].hypothesis.class_id`, by score); the box is in the image's
+    pixels. A message without detections gives [0, 5]: an image with nothing
+    in it. The Aligner pads these into the dataset's `labels` and `boxes`.
     """
-    detections = list(_attr(msg, "detections"))
-    if not detections:
-        raise FieldError("detections: the message holds no detection")
-    best = max(detections, key=lambda d: float(_attr(d, "score")))
-    class_id = _attr(best, "class_id")
-    if class_id not in classes:
-        raise FieldError(f"detections: class {class_id!r} is not one of the model's classes ({', '.join(classes)})")
-    box = _attr(best, "bbox")
-    values = [classes.index(class_id)] + [float(_attr(box, k)) for k in ("center_x", "center_y", "size_x", "size_y")]
-    assert len(values) == 1 + BOX_SIZE
-    return np.asarray(values, dtype=np.float32)
+    rows = []
+    for number, detection in enumerate(_attr(msg, "detections")):
+        results = list(_attr(detection, "results"))
+        if not results:
+            raise FieldError(f"detections[{number}]: has no results (no class hypothesis)")
+        best = max(results, key=lambda r: float(_attr(_attr(r, "hypothesis"), "score")))
+        class_id = _attr(_attr(best, "hypothesis"), "class_id")
+        if class_id not in classes:
+            raise FieldError(f"detections[{number}]: class {class_id!r} is not one of the model's classes "
+                             f"({', '.join(classes)})")
+        box = _attr(detection, "bbox")
+        position = _attr(_attr(box, "center"), "position")
+        rows.append((classes.index(class_id), float(_attr(position, "x")), float(_attr(position, "y")),
+                     float(_attr(box, "size_x")), float(_attr(box, "size_y"))))
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 1 + BOX_SIZE)
 
 
 def entry_reader(entry: FeatureEntry, classes: Sequence[str] = ()) -> Callable[[Any], np.ndarray]:
     """What the Aligner takes for an entry, read from one of its messages.
 
     Fields: the flat values (checked against the entry's size); images:
-    [C, H, W]; a detection output: [label, box...] (read_detection).
+    [C, H, W] letterboxed; a detection output: [n, 5] rows (label, box) (read_detection).
     """
     if entry.is_image:
         return ImageReader(entry.shape).read

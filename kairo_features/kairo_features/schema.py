@@ -21,8 +21,11 @@ TASKS = ("manipulation", "navigation", "object_detection")
 DETECTION_TASK = "object_detection"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 DETECTION_TYPE = "kairo_interfaces/msg/Detection2DArray"
+# The node writes detections by introspection (field paths), so vision_msgs' type, whose paths
+# kairo_interfaces mirrors, serves as well where vision_msgs is installed.
+DETECTION_TYPES = (DETECTION_TYPE, "vision_msgs/msg/Detection2DArray")
 # Encodings an image message may arrive in (the reader converts them) ...
-IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "rgb16", "bgr16", "rgba16", "bgra16", "mono16")
 # ... and the one a model takes, by its channel count C of [C, H, W].
 MODEL_ENCODINGS = {3: "rgb8", 1: "mono8"}
 # The one graph output a detection model has instead of one per output entry:
@@ -121,7 +124,7 @@ class FeatureEntry:
 
     @property
     def is_detection(self) -> bool:
-        return self.msg_type == DETECTION_TYPE and self.is_output
+        return self.msg_type in DETECTION_TYPES and self.is_output
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"name": self.name, "topic": self.topic, "type": self.msg_type,
@@ -298,9 +301,9 @@ def _entry(doc: Any, where: str, *, output: bool) -> FeatureEntry:
     fields = _require(doc, "fields", where)
     if not isinstance(fields, list) or not all(isinstance(f, str) and _FIELD.match(f) for f in fields):
         raise _fail(f"{where}.fields", "must be a list of dotted field paths like point.x")
-    detection = output and msg_type == DETECTION_TYPE
+    detection = output and msg_type in DETECTION_TYPES
     if detection and fields:
-        raise _fail(f"{where}.fields", f"a {DETECTION_TYPE} output is written whole: its fields are []")
+        raise _fail(f"{where}.fields", f"a {msg_type} output is written whole: its fields are []")
     if not fields and not detection:
         raise _fail(f"{where}.fields", "must name at least one field")
     shape = _require(doc, "shape", where)
@@ -376,7 +379,8 @@ def parse_features(doc: str | bytes | Mapping[str, Any], *, task: str | None = N
         if len(inputs) != 1 or not inputs[0].is_image:
             raise _fail("features.inputs", f"detection takes exactly one {IMAGE_TYPE} input")
         if len(outputs) != 1 or not outputs[0].is_detection:
-            raise _fail("features.outputs", f"detection has exactly one output of type {DETECTION_TYPE}")
+            raise _fail("features.outputs", f"detection has exactly one output of type "
+                                            f"{' or '.join(DETECTION_TYPES)}")
         if outputs[0].shape != (len(classes) + BOX_SIZE,):
             raise _fail("features.outputs[0].shape", f"must be [{len(classes) + BOX_SIZE}]: one score per class "
                                                      f"({len(classes)}) and a box ({BOX_SIZE})")
@@ -391,7 +395,7 @@ def parse_features(doc: str | bytes | Mapping[str, Any], *, task: str | None = N
                 raise _fail(f"features.{key}", f"only object_detection has {key}")
         for i, entry in enumerate(outputs):
             if entry.is_detection:
-                raise _fail(f"features.outputs[{i}].type", f"{DETECTION_TYPE} is for object_detection only")
+                raise _fail(f"features.outputs[{i}].type", f"{entry.msg_type} is for object_detection only")
         raw_tolerance = _require(doc, "tolerance", "features")
         if not _is_number(raw_tolerance) or raw_tolerance <= 0:
             raise _fail("features.tolerance", "regression tasks need a number > 0 (the accuracy threshold, "

@@ -11,15 +11,20 @@ import numpy as np
 import pytest
 
 from kairo_features.fields import (
+    IMAGE_LAYOUTS,
+    LETTERBOX_FILL,
     FieldError,
     FieldsReader,
+    ImageReader,
+    Letterbox,
     entry_reader,
     image_to_array,
+    letterbox_for,
     read_detection,
     read_field,
     read_fields,
 )
-from kairo_features.schema import parse_features
+from kairo_features.schema import IMAGE_ENCODINGS, parse_features
 from kairo_features.tasks import IMAGE_SHAPE, default_features
 
 
@@ -110,50 +115,133 @@ def test_reader_returns_a_new_array_each_time() -> None:
     assert first.tolist() == [1, 2] and second.tolist() == [3, 4]
 
 
-def _image(encoding: str, pixels: np.ndarray, pad: int = 0) -> SimpleNamespace:
+def _image(encoding: str, pixels: np.ndarray, pad: int = 0, big_endian: bool = False) -> SimpleNamespace:
+    """A sensor_msgs/Image-shaped object; `pad` bytes of row padding (step > width * bytes per pixel)."""
     height, width = pixels.shape[:2]
-    rows = pixels.reshape(height, -1)
+    if pixels.dtype == np.uint16:
+        pixels = pixels.astype(">u2" if big_endian else "<u2")
+    rows = np.ascontiguousarray(pixels).view(np.uint8).reshape(height, -1)
     padded = np.concatenate([rows, np.zeros((height, pad), np.uint8)], axis=1)
     return SimpleNamespace(height=height, width=width, encoding=encoding, step=padded.shape[1],
-                           data=array.array("B", padded.tobytes()))
+                           is_bigendian=int(big_endian), data=array.array("B", padded.tobytes()))
 
 
 RGB = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 5  # H=2, W=3
+OPAQUE = np.full((2, 3, 1), 255, np.uint8)
+
+
+def test_every_encoding_the_schema_names_is_read() -> None:
+    assert tuple(IMAGE_LAYOUTS) == IMAGE_ENCODINGS
 
 
 @pytest.mark.parametrize("pad", [0, 5])
 @pytest.mark.parametrize(("encoding", "pixels"), [
     ("rgb8", RGB),
     ("bgr8", RGB[:, :, ::-1]),
-    ("rgba8", np.concatenate([RGB, np.full((2, 3, 1), 255, np.uint8)], axis=2)),
-    ("bgra8", np.concatenate([RGB[:, :, ::-1], np.full((2, 3, 1), 255, np.uint8)], axis=2)),
+    ("rgba8", np.concatenate([RGB, OPAQUE], axis=2)),
+    ("bgra8", np.concatenate([RGB[:, :, ::-1], OPAQUE], axis=2)),
 ])
-def test_images_convert_to_rgb_chw(encoding: str, pixels: np.ndarray, pad: int) -> None:
+def test_images_convert_to_rgb_chw_in_0_1(encoding: str, pixels: np.ndarray, pad: int) -> None:
     out = image_to_array(_image(encoding, np.ascontiguousarray(pixels), pad), (3, 2, 3))
     assert out.dtype == np.float32 and out.shape == (3, 2, 3)
-    assert np.array_equal(out, RGB.transpose(2, 0, 1).astype(np.float32))
+    np.testing.assert_allclose(out, RGB.transpose(2, 0, 1) / 255, rtol=1e-6)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize(("encoding", "order"), [("rgb16", [0, 1, 2]), ("bgr16", [2, 1, 0]),
+                                                 ("rgba16", [0, 1, 2, 3]), ("bgra16", [2, 1, 0, 3])])
+def test_16_bit_images_honour_is_bigendian(encoding: str, order: list[int], big_endian: bool) -> None:
+    deep = RGB.astype(np.uint16) * 257 + 3  # uses both bytes
+    rgba = np.concatenate([deep, np.full((2, 3, 1), 65535, np.uint16)], axis=2)
+    out = image_to_array(_image(encoding, rgba[:, :, order], pad=2, big_endian=big_endian), (3, 2, 3))
+    np.testing.assert_allclose(out, deep.transpose(2, 0, 1) / 65535, rtol=1e-6)
 
 
 def test_mono_images() -> None:
     mono = np.array([[0, 10, 20], [30, 40, 50]], np.uint8)
     msg = _image("mono8", mono[:, :, None])
-    assert np.array_equal(image_to_array(msg, (1, 2, 3))[0], mono)
-    assert np.array_equal(image_to_array(msg, (3, 2, 3)), np.repeat(mono[None].astype(np.float32), 3, axis=0))
+    np.testing.assert_allclose(image_to_array(msg, (1, 2, 3))[0], mono / 255, rtol=1e-6)
+    np.testing.assert_allclose(image_to_array(msg, (3, 2, 3)), np.repeat(mono[None] / 255, 3, axis=0), rtol=1e-6)
     luma = image_to_array(_image("rgb8", RGB), (1, 2, 3))
-    expected = RGB.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    expected = RGB.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255
     assert luma.shape == (1, 2, 3) and np.allclose(luma[0], expected)
+    deep = mono.astype(np.uint16) * 1000
+    msg16 = _image("mono16", deep[:, :, None], big_endian=True)
+    np.testing.assert_allclose(image_to_array(msg16, (1, 2, 3))[0], deep / 65535, rtol=1e-6)
 
 
 def test_image_as_dict_with_numpy_data() -> None:
     msg = {"height": 2, "width": 3, "encoding": "rgb8", "step": 0, "data": RGB.reshape(-1)}
-    assert np.array_equal(image_to_array(msg, (3, 2, 3)), RGB.transpose(2, 0, 1))
+    np.testing.assert_allclose(image_to_array(msg, (3, 2, 3)), RGB.transpose(2, 0, 1) / 255, rtol=1e-6)
+
+
+def _area_reference(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area averaging by definition: repeat every pixel `new` times per axis, then average runs of `old`."""
+    old_h, old_w = pixels.shape[:2]
+    fine = np.repeat(np.repeat(pixels.astype(np.float64), height, axis=0), width, axis=1)
+    return fine.reshape(height, old_h, width, old_w, -1).mean(axis=(1, 3))
+
+
+def test_a_640x480_camera_frame_is_averaged_into_the_model_input() -> None:
+    pixels = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    sent_as = {"rgb8": pixels, "bgr8": pixels[:, :, ::-1], "rgba8": np.dstack([pixels, pixels[:, :, :1]])}
+    for encoding, sent in sent_as.items():
+        out, box = ImageReader((3, 120, 160)).read_letterboxed(_image(encoding, np.ascontiguousarray(sent), pad=64))
+        assert box == Letterbox(640, 480, 0.25, 0.25, 0, 0), encoding
+        expected = pixels.reshape(120, 4, 160, 4, 3).mean(axis=(1, 3)).transpose(2, 0, 1) / 255
+        np.testing.assert_allclose(out, expected, atol=1e-6, err_msg=encoding)
+
+
+@pytest.mark.parametrize(("width", "height", "inner", "pad"), [
+    (16, 8, (8, 4), (0, 1)),   # wider than the model: bands above and below
+    (6, 9, (4, 6), (2, 0)),    # taller: bands left and right
+    (21, 12, (8, 5), (0, 0)),  # a ratio that is no whole number; the odd row left over goes below
+])
+def test_other_sizes_are_letterboxed_with_the_aspect_kept(width: int, height: int, inner: tuple[int, int],
+                                                          pad: tuple[int, int]) -> None:
+    shape = (3, 6, 8)
+    pixels = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out, box = ImageReader(shape).read_letterboxed(_image("rgb8", pixels))
+    (inner_w, inner_h), (pad_x, pad_y) = inner, pad
+    assert (box.pad_x, box.pad_y) == pad
+    assert box.scale_x == pytest.approx(inner_w / width) and box.scale_y == pytest.approx(inner_h / height)
+    assert box.scale_x == pytest.approx(min(8 / width, 6 / height), rel=0.1)
+    inside = out[:, pad_y:pad_y + inner_h, pad_x:pad_x + inner_w]
+    np.testing.assert_allclose(inside, _area_reference(pixels, inner_h, inner_w).transpose(2, 0, 1) / 255, atol=1e-5)
+    band = np.ones(out.shape, bool)
+    band[:, pad_y:pad_y + inner_h, pad_x:pad_x + inner_w] = False
+    assert band.any() == (inner != (8, 6)) and np.all(out[band] == np.float32(LETTERBOX_FILL))
+
+
+def test_small_images_are_enlarged_bilinearly() -> None:
+    pixels = np.array([[0, 100]], np.uint8)[:, :, None].repeat(2, axis=0)  # 2x2 mono: left 0, right 100
+    out = image_to_array(_image("mono8", pixels), (1, 4, 4))
+    # pixel centres at +0.5: 4 outputs over 2 inputs sample at 0, 0.25, 0.75, 1 (clamped at the edges)
+    np.testing.assert_allclose(out[0] * 255, np.tile([0, 25, 75, 100], (4, 1)), atol=1e-4)
+
+
+def test_boxes_map_back_to_the_original_pixels() -> None:
+    box = letterbox_for(1280, 720, (3, 120, 160))
+    assert box == Letterbox(1280, 720, 0.125, 0.125, 0, 15)
+    original = np.array([[100.0, 200.0, 420.0, 560.0], [0.0, 0.0, 1280.0, 720.0]])
+    model = box.to_input(original)
+    np.testing.assert_allclose(model, [[12.5, 40.0, 52.5, 85.0], [0, 15, 160, 105]])
+    np.testing.assert_allclose(box.to_original(model), original)
+    # a box reaching into the grey band is clipped to the image
+    np.testing.assert_allclose(box.to_original(np.array([-5.0, 5.0, 170.0, 110.0])), [[0, 0, 1280, 720]])
+    # what is drawn in a frame lands where to_input says
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[200:560, 96:416] = 255
+    out = image_to_array(_image("rgb8", frame), (3, 120, 160))
+    x1, y1, x2, y2 = box.to_input(np.array([96.0, 200.0, 416.0, 560.0]))[0].astype(int)
+    assert np.all(out[:, y1:y2, x1:x2] == 1.0) and out[:, y1 - 1, x1:x2].max() < 1 and out[:, 15:105, x2].max() < 1
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    ({"width": 4}, r"^image is 4x2; the model takes 3x2; resize it upstream"),
     ({"encoding": "yuv422"}, r"^encoding 'yuv422' is not supported; publish one of rgb8, bgr8"),
     ({"data": b"\x00" * 10}, r"^10 bytes with step 9 cannot hold a 3x2 rgb8 image"),
     ({"step": 4}, r"^.* bytes with step 4 cannot hold"),
+    ({"width": 0}, r"^image is 0x2; it needs at least one pixel"),
 ])
 def test_bad_images(change: dict[str, Any], problem: str) -> None:
     msg = _image("rgb8", RGB)
@@ -162,20 +250,29 @@ def test_bad_images(change: dict[str, Any], problem: str) -> None:
         image_to_array(msg, (3, 2, 3))
 
 
-def _detections(*items: tuple[str, float]) -> dict[str, Any]:
-    return {"detections": [{"class_id": c, "score": s, "bbox": {"center_x": 10.0, "center_y": 11.0,
-                                                                   "size_x": 4.0 + s, "size_y": 5.0}}
-                           for c, s in items]}
+def _detections(*items: tuple[str, float], second: str = "") -> dict[str, Any]:
+    """A Detection2DArray (vision_msgs' shape) as a dict, one detection per (class, score)."""
+    def hypothesis(class_id: str, score: float) -> dict[str, Any]:
+        return {"hypothesis": {"class_id": class_id, "score": score}, "pose": {}}
+
+    return {"detections": [
+        {"results": [hypothesis(c, s)] + ([hypothesis(second, s / 2)] if second else []),
+         "bbox": {"center": {"position": {"x": 10.0 + i, "y": 11.0}, "theta": 0.0}, "size_x": 4.0 + s, "size_y": 5.0},
+         "id": ""}
+        for i, (c, s) in enumerate(items)]}
 
 
-def test_detection_takes_the_best_and_its_class_index() -> None:
+def test_detection_reads_every_detection_with_its_class_index() -> None:
     classes = ("circle", "square", "triangle")
-    values = read_detection(_detections(("circle", 0.2), ("triangle", 0.9)), classes)
-    assert values.tolist() == pytest.approx([2, 10, 11, 4.9, 5])
-    with pytest.raises(FieldError, match="no detection"):
-        read_detection(_detections(), classes)
-    with pytest.raises(FieldError, match="class 'hexagon' is not one of the model's classes"):
+    values = read_detection(_detections(("circle", 0.2), ("triangle", 0.9), second="square"), classes)
+    assert values.dtype == np.float32 and values.shape == (2, 5)
+    np.testing.assert_allclose(values, [[0, 10, 11, 4.2, 5], [2, 11, 11, 4.9, 5]], rtol=1e-6)
+    assert read_detection(_detections(), classes).shape == (0, 5)  # an image with nothing in it
+    with pytest.raises(FieldError, match=r"detections\[0\]: class 'hexagon' is not one of the model's classes"):
         read_detection(_detections(("hexagon", 1.0)), classes)
+    empty = {"detections": [{"results": [], "bbox": {}, "id": ""}]}
+    with pytest.raises(FieldError, match=r"detections\[0\]: has no results"):
+        read_detection(empty, classes)
 
 
 def test_entry_readers_follow_the_features() -> None:
@@ -188,8 +285,9 @@ def test_entry_readers_follow_the_features() -> None:
     detection = parse_features(default_features("object_detection"))
     image = entry_reader(detection.trigger)
     assert image(_image("rgb8", np.zeros((120, 160, 3), np.uint8))).shape == IMAGE_SHAPE
+    assert image(_image("bgr8", np.zeros((480, 640, 3), np.uint8))).shape == IMAGE_SHAPE
     boxes = entry_reader(detection.outputs[0], detection.classes)
-    assert boxes(_detections(("square", 0.5))).tolist()[0] == 1
+    assert boxes(_detections(("square", 0.5))).tolist()[0][0] == 1
 
 
 # REP 117 -------------------------------------------------------------------------------------------

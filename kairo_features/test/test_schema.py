@@ -284,3 +284,20 @@ def test_bad_range_is_named(bad_range: Any, match: str) -> None:
     doc["outputs"][0]["range"] = bad_range
     with pytest.raises(FeaturesError, match=r"^features\.outputs\[0\]\." + match):
         parse_features(doc)
+
+
+def test_vision_msgs_detection_type_is_a_detection_output() -> None:
+    doc = default_features("object_detection")
+    doc["outputs"][0]["type"] = "vision_msgs/msg/Detection2DArray"
+    parsed = parse_features(doc)
+    assert parsed.outputs[0].is_detection and parsed.outputs[0].msg_type == "vision_msgs/msg/Detection2DArray"
+    assert parse_features(parsed.to_document()) == parsed
+    nav = default_features("navigation")
+    nav["outputs"][0].update(type="vision_msgs/msg/Detection2DArray", fields=[])
+    with pytest.raises(FeaturesError, match=r"^features\.outputs\[0\]\.type: vision_msgs/msg/Detection2DArray "
+                                            r"is for object_detection only"):
+        parse_features(nav)
+    doc["outputs"][0]["fields"] = ["detections"]
+    with pytest.raises(FeaturesError, match=r"^features\.outputs\[0\]\.fields: a vision_msgs/msg/Detection2DArray "
+                                            r"output is written whole"):
+        parse_features(doc)
