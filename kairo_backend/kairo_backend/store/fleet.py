@@ -1,0 +1,250 @@
+"""The fleet's tables: robots as they last reported, and deployments of model versions.
+
+`FleetStore` works on the Store's per-thread connection and its write transactions
+(`Store.tx`); rows come back as dicts with their JSON columns decoded. Robots are
+per workspace (the same robot id in two workspaces is two robots). Times are unix
+seconds; kairo_backend.schemas.fleet turns rows into the API's objects.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from kairo_backend.core.util import new_id, now
+from kairo_backend.fleet.guard import GUARDED, LIVE, evaluate
+
+if TYPE_CHECKING:
+    from kairo_backend.store.db import Store
+
+FLEET_SCHEMA = """
+CREATE TABLE IF NOT EXISTS robots (
+    workspace_id TEXT NOT NULL, id TEXT NOT NULL, node TEXT NOT NULL, task TEXT,
+    model_id TEXT NOT NULL, serving TEXT, health TEXT, shadow TEXT, refused TEXT NOT NULL,
+    period_s REAL NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY (workspace_id, id));
+CREATE TABLE IF NOT EXISTS deployments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
+    workspace_id TEXT NOT NULL, model_id TEXT NOT NULL, version TEXT NOT NULL,
+    previous_version TEXT, mode TEXT NOT NULL, robots TEXT NOT NULL, guard TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT, progress TEXT NOT NULL, observing_since REAL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS deployments_model ON deployments(model_id, seq);
+CREATE INDEX IF NOT EXISTS deployments_state ON deployments(state);
+"""
+
+_ROBOT_JSON = ("serving", "health", "shadow", "refused")
+_DEPLOYMENT_JSON = ("robots", "guard", "progress")
+_LIVE_MARKS = ",".join("?" * len(LIVE))
+_GUARDED_MARKS = ",".join("?" * len(GUARDED))
+
+
+def _robot_row(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for k in _ROBOT_JSON:
+        d[k] = json.loads(d[k]) if d[k] else None
+    d["refused"] = d["refused"] or []
+    return d
+
+
+def _deployment_row(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for k in _DEPLOYMENT_JSON:
+        d[k] = json.loads(d[k])
+    return d
+
+
+def reports_model(robot: dict[str, Any], model_id: str) -> bool:
+    """Whether a robot's heartbeats name the model (its source, or what it serves)."""
+    serving = robot.get("serving") or {}
+    return robot["model_id"] == model_id or serving.get("model_id") == model_id
+
+
+class FleetStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # robots ----------------------------------------------------------------
+    def record_heartbeat(self, ws: str, robot_id: str, report: dict[str, Any],
+                         at: float | None = None) -> None:
+        """Store a heartbeat (a HeartbeatRequest's dict) as the robot's latest report."""
+        at = now() if at is None else at
+        values = (report.get("node") or "", report.get("task"), report.get("model_id") or "",
+                  *(json.dumps(report.get(k)) if report.get(k) is not None else None
+                    for k in ("serving", "health", "shadow")),
+                  json.dumps(report.get("refused") or []), report["period_s"], at)
+        with self.store.tx() as c:
+            c.execute(
+                "INSERT INTO robots (node, task, model_id, serving, health, shadow, refused,"
+                " period_s, last_seen, workspace_id, id, first_seen)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (workspace_id, id) DO UPDATE SET"
+                " node=excluded.node, task=excluded.task, model_id=excluded.model_id,"
+                " serving=excluded.serving, health=excluded.health, shadow=excluded.shadow,"
+                " refused=excluded.refused, period_s=excluded.period_s,"
+                " last_seen=excluded.last_seen", (*values, ws, robot_id, at))
+
+    def get_robot(self, ws: str, robot_id: str) -> dict[str, Any] | None:
+        row = self.store.conn.execute("SELECT * FROM robots WHERE workspace_id=? AND id=?",
+                                      (ws, robot_id)).fetchone()
+        return _robot_row(row) if row else None
+
+    def list_robots(self, ws: str) -> list[dict[str, Any]]:
+        """The workspace's robots, sorted by id."""
+        rows = self.store.conn.execute("SELECT * FROM robots WHERE workspace_id=? ORDER BY id",
+                                       (ws,)).fetchall()
+        return [_robot_row(r) for r in rows]
+
+    def robots_reporting(self, ws: str, model_id: str) -> list[str]:
+        """Ids of the robots whose heartbeats name the model, sorted."""
+        return [r["id"] for r in self.list_robots(ws) if reports_model(r, model_id)]
+
+    # deployments -----------------------------------------------------------
+    def create_deployment(self, ws: str, model_id: str, *, version: str, mode: str,
+                          robots: list[str], guard: dict[str, Any],
+                          previous_version: str | None) -> dict[str, Any]:
+        """A new deployment (rolling_out); live deployments of the model that target any
+        of the same robots end `cancelled` (superseded)."""
+        dep_id = new_id("dep_")
+        t = now()
+        progress = {r: {"status": "pending"} for r in robots}
+        with self.store.tx() as c:
+            for old in c.execute(f"SELECT id, robots FROM deployments WHERE model_id=?"
+                                 f" AND state IN ({_LIVE_MARKS})", (model_id, *LIVE)).fetchall():
+                if set(json.loads(old["robots"])) & set(robots):
+                    c.execute("UPDATE deployments SET state='cancelled', reason=?, updated_at=?"
+                              " WHERE id=?", (f"superseded by {dep_id}", t, old["id"]))
+            c.execute(
+                "INSERT INTO deployments (id, workspace_id, model_id, version, previous_version,"
+                " mode, robots, guard, state, reason, progress, observing_since, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?,'rolling_out',NULL,?,NULL,?,?)",
+                (dep_id, ws, model_id, version, previous_version, mode, json.dumps(robots),
+                 json.dumps(guard), json.dumps(progress), t, t))
+        dep = self.get_deployment(ws, model_id, dep_id)
+        assert dep is not None
+        return dep
+
+    def get_deployment(self, ws: str, model_id: str, dep_id: str) -> dict[str, Any] | None:
+        row = self.store.conn.execute(
+            "SELECT * FROM deployments WHERE id=? AND model_id=? AND workspace_id=?",
+            (dep_id, model_id, ws)).fetchone()
+        return _deployment_row(row) if row else None
+
+    def list_deployments(self, ws: str, model_id: str | None = None) -> list[dict[str, Any]]:
+        """The workspace's deployments (of one model, when given), newest first."""
+        rows = self.store.conn.execute(
+            "SELECT * FROM deployments WHERE workspace_id=? AND (? IS NULL OR model_id=?)"
+            " ORDER BY seq DESC", (ws, model_id, model_id)).fetchall()
+        return [_deployment_row(r) for r in rows]
+
+    def end_deployment(self, dep_id: str, state: str, reason: str,
+                       only_from: tuple[str, ...] = LIVE) -> bool:
+        """Move a deployment to `state` (rolled_back, cancelled, complete) with `reason`,
+        only while it is in `only_from`; whether it moved."""
+        marks = ",".join("?" * len(only_from))
+        with self.store.tx() as c:
+            cur = c.execute(f"UPDATE deployments SET state=?, reason=?, updated_at=?"
+                            f" WHERE id=? AND state IN ({marks})",
+                            (state, reason, now(), dep_id, *only_from))
+            return cur.rowcount > 0
+
+    # what a robot serves -----------------------------------------------------
+    def pin(self, ws: str, model_id: str, robot_id: str) -> dict[str, Any] | None:
+        """The live deployment of the model that targets the robot (the newest one)."""
+        rows = self.store.conn.execute(
+            f"SELECT * FROM deployments WHERE workspace_id=? AND model_id=?"
+            f" AND state IN ({_LIVE_MARKS}) ORDER BY seq DESC", (ws, model_id, *LIVE))
+        for row in rows:
+            dep = _deployment_row(row)
+            if robot_id in dep["robots"] and not self._superseded_by_promotion(dep):
+                return dep
+        return None
+
+    def assignment(self, ws: str, model: dict[str, Any], robot_id: str
+                   ) -> dict[str, Any] | None:
+        """What the robot must serve of the model: its live deployment's version (mode
+        active), else the model's active version, with the candidate to shadow (mode
+        shadow); None when there is neither a pin nor an active version."""
+        dep = self.pin(ws, model["id"], robot_id)
+        shadow = None
+        if dep is not None and dep["mode"] == "active":
+            version, deployment_id = dep["version"], dep["id"]
+        else:
+            version, deployment_id = model.get("active_version"), None
+            if dep is not None and dep["version"] != version:  # a promoted shadow: no shadow
+                shadow = {"version": dep["version"], "deployment_id": dep["id"],
+                          "sha256": self.version_sha256(model["id"], dep["version"])}
+        if version is None:
+            return None
+        return {"model_id": model["id"], "robot_id": robot_id, "version": version,
+                "sha256": self.version_sha256(model["id"], version),
+                "deployment_id": deployment_id, "shadow": shadow}
+
+    def version_sha256(self, model_id: str, version: str) -> str | None:
+        row = self.store.conn.execute("SELECT sha256 FROM runs WHERE model_id=? AND version=?",
+                                      (model_id, version)).fetchone()
+        return row["sha256"] if row else None
+
+    def _superseded_by_promotion(self, dep: dict[str, Any]) -> str | None:
+        """The version a later plain promotion made active, when not the deployment's."""
+        row = self.store.conn.execute(
+            "SELECT to_version FROM promotions WHERE model_id=? AND at>? AND to_version!=?"
+            " ORDER BY id DESC LIMIT 1", (dep["model_id"], dep["created_at"], dep["version"])
+        ).fetchone()
+        return row["to_version"] if row else None
+
+    # guards ------------------------------------------------------------------
+    def evaluate(self, dep_id: str, at: float | None = None) -> dict[str, Any] | None:
+        """Evaluate one live deployment's guard and store its new state; its row after."""
+        at = now() if at is None else at
+        with self.store.tx() as c:
+            row = c.execute("SELECT * FROM deployments WHERE id=?", (dep_id,)).fetchone()
+            if row is None:
+                return None
+            dep = _deployment_row(row)
+            if dep["state"] not in LIVE:
+                return dep
+            promoted = self._superseded_by_promotion(dep)
+            if promoted is not None:
+                reason = f"superseded by the promotion of {promoted} to the whole fleet"
+                c.execute("UPDATE deployments SET state='cancelled', reason=?, updated_at=?"
+                          " WHERE id=?", (reason, at, dep_id))
+                dep.update(state="cancelled", reason=reason, updated_at=at)
+                return dep
+            if dep["state"] not in GUARDED:
+                return dep
+            marks = ",".join("?" * len(dep["robots"]))
+            robots = {r["id"]: _robot_row(r) for r in c.execute(
+                f"SELECT * FROM robots WHERE workspace_id=? AND id IN ({marks})",
+                (dep["workspace_id"], *dep["robots"]))}
+            verdict = evaluate(dep, robots, at)
+            if (verdict.state, verdict.reason, verdict.progress, verdict.observing_since) == (
+                    dep["state"], dep["reason"], dep["progress"], dep["observing_since"]):
+                return dep  # nothing new: no write
+            c.execute("UPDATE deployments SET state=?, reason=?, progress=?, observing_since=?,"
+                      " updated_at=? WHERE id=?",
+                      (verdict.state, verdict.reason, json.dumps(verdict.progress),
+                       verdict.observing_since, at, dep_id))
+            dep.update(state=verdict.state, reason=verdict.reason, progress=verdict.progress,
+                       observing_since=verdict.observing_since, updated_at=at)
+            return dep
+
+    def live_deployment_ids(self, ws: str | None = None, robot_id: str | None = None
+                            ) -> list[str]:
+        """Ids of the live deployments (of a workspace, targeting a robot), oldest first."""
+        rows = self.store.conn.execute(
+            f"SELECT id, robots FROM deployments WHERE state IN ({_LIVE_MARKS})"
+            f" AND (? IS NULL OR workspace_id=?) ORDER BY seq", (*LIVE, ws, ws)).fetchall()
+        return [r["id"] for r in rows
+                if robot_id is None or robot_id in json.loads(r["robots"])]
+
+    def sweep(self, at: float | None = None) -> list[dict[str, Any]]:
+        """Evaluate every live deployment; the ones whose state changed."""
+        changed = []
+        for dep_id in self.live_deployment_ids():
+            before = self.store.conn.execute("SELECT state FROM deployments WHERE id=?",
+                                             (dep_id,)).fetchone()
+            dep = self.evaluate(dep_id, at)
+            if dep is not None and before is not None and dep["state"] != before["state"]:
+                changed.append(dep)
+        return changed
