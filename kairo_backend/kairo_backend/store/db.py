@@ -18,6 +18,7 @@ from typing import Any
 
 from kairo_backend.core import security
 from kairo_backend.core.util import new_id, now
+from kairo_backend.store.fleet import FLEET_SCHEMA
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -119,6 +120,7 @@ class Store:
         conn = self.conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
+        conn.executescript(FLEET_SCHEMA)
         for table, column, declaration in _ADDED_COLUMNS:
             columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in columns:  # a data dir made by an older release
@@ -326,13 +328,14 @@ class Store:
         return before
 
     def delete_model(self, model_id: str) -> list[str]:
-        """Delete the model and its runs, logs and promotions; the IDs of its runs."""
+        """Delete the model and its runs, logs, promotions and deployments; the IDs of its runs."""
         with self.tx() as c:
             run_ids = [r["id"] for r in c.execute("SELECT id FROM runs WHERE model_id=?",
                                                   (model_id,))]
             c.executemany("DELETE FROM run_logs WHERE run_id=?", [(r,) for r in run_ids])
             c.execute("DELETE FROM runs WHERE model_id=?", (model_id,))
             c.execute("DELETE FROM promotions WHERE model_id=?", (model_id,))
+            c.execute("DELETE FROM deployments WHERE model_id=?", (model_id,))
             c.execute("DELETE FROM models WHERE id=?", (model_id,))
         return run_ids
 
