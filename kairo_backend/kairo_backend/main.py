@@ -12,9 +12,10 @@ from kairo_backend.core import security
 from kairo_backend.core.config import Settings
 from kairo_backend.deps import Context
 from kairo_backend.errors import install_handlers
+from kairo_backend.fleet.sweep import FleetSweep
 from kairo_backend.gate import RequestGate
 from kairo_backend.jobs.dispatcher import Dispatcher
-from kairo_backend.routes import datasets, exports, health, models, runs
+from kairo_backend.routes import datasets, deployments, exports, health, models, robots, runs
 from kairo_backend.store import Store
 from kairo_backend.ui import install as install_dashboard
 
@@ -24,11 +25,14 @@ def create_app(settings: Settings) -> FastAPI:
     store = Store(settings.db_path)
     ctx = Context(settings, store, Dispatcher(settings, store),
                   security.load_or_create_secret(settings.secret_path))
+    fleet_sweep = FleetSweep(store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         ctx.dispatcher.start()
+        fleet_sweep.start()
         yield
+        fleet_sweep.stop()
         ctx.dispatcher.stop()
 
     app = FastAPI(title="Kairo Models API (embedded backend)", version=__version__,
@@ -37,7 +41,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ctx = ctx
     install_handlers(app)
     app.add_middleware(RequestGate, ctx=ctx)
-    for r in (health.router, models.router, runs.router, exports.router, datasets.router):
+    for r in (health.router, models.router, runs.router, exports.router, datasets.router,
+              robots.router, deployments.router):
         app.include_router(r)
     install_dashboard(app)  # /ui, outside the OpenAPI schema
     return app
