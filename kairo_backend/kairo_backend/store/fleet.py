@@ -195,39 +195,55 @@ class FleetStore:
 
     # guards ------------------------------------------------------------------
     def evaluate(self, dep_id: str, at: float | None = None) -> dict[str, Any] | None:
-        """Evaluate one live deployment's guard and store its new state; its row after."""
+        """Evaluate one live deployment's guard and store its new state; its row after.
+
+        Decided on a plain read; a write transaction is taken only when something
+        changed (then decided again inside it), so that a quiet fleet never holds the
+        database's write lock.
+        """
         at = now() if at is None else at
+        dep, change = self._decide(self.store.conn, dep_id, at)
+        if change is None:
+            return dep
         with self.store.tx() as c:
-            row = c.execute("SELECT * FROM deployments WHERE id=?", (dep_id,)).fetchone()
-            if row is None:
-                return None
-            dep = _deployment_row(row)
-            if dep["state"] not in LIVE:
+            dep, change = self._decide(c, dep_id, at)
+            if change is None:
                 return dep
-            promoted = self._superseded_by_promotion(dep)
-            if promoted is not None:
-                reason = f"superseded by the promotion of {promoted} to the whole fleet"
-                c.execute("UPDATE deployments SET state='cancelled', reason=?, updated_at=?"
-                          " WHERE id=?", (reason, at, dep_id))
-                dep.update(state="cancelled", reason=reason, updated_at=at)
-                return dep
-            if dep["state"] not in GUARDED:
-                return dep
-            marks = ",".join("?" * len(dep["robots"]))
-            robots = {r["id"]: _robot_row(r) for r in c.execute(
-                f"SELECT * FROM robots WHERE workspace_id=? AND id IN ({marks})",
-                (dep["workspace_id"], *dep["robots"]))}
-            verdict = evaluate(dep, robots, at)
-            if (verdict.state, verdict.reason, verdict.progress, verdict.observing_since) == (
-                    dep["state"], dep["reason"], dep["progress"], dep["observing_since"]):
-                return dep  # nothing new: no write
+            assert dep is not None
             c.execute("UPDATE deployments SET state=?, reason=?, progress=?, observing_since=?,"
                       " updated_at=? WHERE id=?",
-                      (verdict.state, verdict.reason, json.dumps(verdict.progress),
-                       verdict.observing_since, at, dep_id))
-            dep.update(state=verdict.state, reason=verdict.reason, progress=verdict.progress,
-                       observing_since=verdict.observing_since, updated_at=at)
+                      (change["state"], change["reason"], json.dumps(change["progress"]),
+                       change["observing_since"], at, dep_id))
+            dep.update(change, updated_at=at)
             return dep
+
+    def _decide(self, c: sqlite3.Connection, dep_id: str, at: float
+                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """A deployment's row and the columns to change (None: nothing to change)."""
+        row = c.execute("SELECT * FROM deployments WHERE id=?", (dep_id,)).fetchone()
+        if row is None:
+            return None, None
+        dep = _deployment_row(row)
+        if dep["state"] not in LIVE:
+            return dep, None
+        promoted = self._superseded_by_promotion(dep)
+        if promoted is not None:
+            return dep, {"state": "cancelled", "progress": dep["progress"],
+                         "observing_since": dep["observing_since"],
+                         "reason": f"superseded by the promotion of {promoted} to the whole "
+                                   "fleet"}
+        if dep["state"] not in GUARDED:
+            return dep, None
+        marks = ",".join("?" * len(dep["robots"]))
+        robots = {r["id"]: _robot_row(r) for r in c.execute(
+            f"SELECT * FROM robots WHERE workspace_id=? AND id IN ({marks})",
+            (dep["workspace_id"], *dep["robots"]))}
+        verdict = evaluate(dep, robots, at)
+        change = {"state": verdict.state, "reason": verdict.reason,
+                  "progress": verdict.progress, "observing_since": verdict.observing_since}
+        if all(change[k] == dep[k] for k in change):
+            return dep, None
+        return dep, change
 
     def live_deployment_ids(self, ws: str | None = None, robot_id: str | None = None
                             ) -> list[str]:
