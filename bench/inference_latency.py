@@ -19,7 +19,9 @@ the guard off (KAIRO_INFERENCE_GUARD=off, a benchmark-only switch) on topics
 of its own, measured interleaved with the first; each round prints the
 guard-on / guard-off ratios of p50, p99 and sustained rate (goal: within
 2 %), and the two nodes' own latency (Prediction.latency, received ->
-published), which DDS noise does not blur. The paths take turns at going
+published), which DDS noise does not blur, and the CPU time each node
+process spends per answered message (every thread, from /proc schedstat),
+which other load on the machine barely moves. The paths take turns at going
 first, so neither is favoured. --guard on skips the second node.
 --model reuses a model a previous run trained (its path is printed), which
 skips the backend. --echo picks the baseline's executor (see
@@ -35,7 +37,7 @@ import sys
 import numpy as np
 import onnxruntime as ort
 from geometry_msgs.msg import PointStamped
-from inference_common import GROUP, BenchBackend, Loop, percentiles, start, timed
+from inference_common import GROUP, BenchBackend, Loop, cpu_seconds, percentiles, start, timed
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
@@ -46,6 +48,7 @@ from kairo_ros.testing.graph import SpinningNode, wait_until
 QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 FLOOD_CHUNKS = 10
 in_node: dict[str, NodeLatency] = {}  # with --guard both: the node's own latency, guard on and off
+node_pids: dict[str, int] = {}  # with --guard both: the two kairo_inference processes, guard on and off
 
 
 def joint_state(index: int) -> JointState:
@@ -77,6 +80,8 @@ def measure(echo: Loop, served: Loop, unguarded: Loop | None, args: argparse.Nam
     for latency in in_node.values():
         latency.take()
     loops = {"echo": echo, "inference": served, **({"unguarded": unguarded} if unguarded else {})}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in node_pids.items()}
+    answered_before = {name: loop.answered for name, loop in loops.items()}
     results: dict[str, list[float]] = {name: [] for name in loops}
     order = list(loops.items())
     for i in range(args.pings):  # interleaved, so all see the same machine load, each first in turn
@@ -95,6 +100,11 @@ def measure(echo: Loop, served: Loop, unguarded: Loop | None, args: argparse.Nam
             totals[name][0] += (count - dropped) / rate
             totals[name][1] += count - dropped
             totals[name][2] += dropped
+    # CPU per answered message of each kairo_inference over the whole round (pings and floods).
+    cpu_per_msg = {name: (cpu_seconds(pid) - cpu_before[name])
+                   / max(1, loops["inference" if name == "on" else "unguarded"].answered
+                         - answered_before["inference" if name == "on" else "unguarded"])
+                   for name, pid in node_pids.items()}
     echo_rate, echo_dropped = totals["echo"][1] / totals["echo"][0], int(totals["echo"][2])
     inf_rate, inf_dropped = totals["inference"][1] / totals["inference"][0], int(totals["inference"][2])
     base_p50, base_p99 = echo_p50 + ort[0], echo_p99 + ort[1]
@@ -116,9 +126,12 @@ def measure(echo: Loop, served: Loop, unguarded: Loop | None, args: argparse.Nam
     print(f"  guard on / off               p50 {inf_p50 / off_p50:8.3f}x     p99 {inf_p99 / off_p99:8.3f}x"
           f"   rate {inf_rate / off_rate:.3f}   (goal within 2 %)")
     print(f"  inside the node (received -> published) p50: guard on {node_p50['on']:.1f} us, off "
-          f"{node_p50['off']:.1f} us ({node_p50['on'] - node_p50['off']:+.1f} us)", flush=True)
+          f"{node_p50['off']:.1f} us ({node_p50['on'] - node_p50['off']:+.1f} us)")
+    cpu_ratio = cpu_per_msg["on"] / cpu_per_msg["off"]
+    print(f"  CPU per message of the node process: guard on {cpu_per_msg['on'] * 1e6:.1f} us, off "
+          f"{cpu_per_msg['off'] * 1e6:.1f} us; ratio {cpu_ratio:.3f}   (goal within 2 %)", flush=True)
     return (inf_p50 / base_p50, inf_p99 / base_p99, inf_rate / echo_rate, inf_dropped,
-            inf_p50 / off_p50, inf_p99 / off_p99, inf_rate / off_rate, node_p50["on"] - node_p50["off"])
+            inf_p50 / off_p50, inf_p99 / off_p99, inf_rate / off_rate, node_p50["on"] - node_p50["off"], cpu_ratio)
 
 
 def main() -> int:
@@ -171,7 +184,9 @@ def main() -> int:
             wait_until(lambda: (served.send(0), served.answered > 0)[1], 30, "a first prediction", period_s=0.05)
             unguarded = None
             in_node.clear()
+            node_pids.clear()
             if unguarded_node is not None:
+                node_pids.update(on=inference.popen.pid, off=unguarded_node.popen.pid)
                 in_node.update(on=NodeLatency(ros, "/kairo/kairo_inference/prediction"),
                                off=NodeLatency(ros, "/bench_unguarded/kairo_inference/prediction"))
                 unguarded = Loop(ros, "/bench_unguarded/joint_states", "/bench_unguarded/kairo_inference/prediction",
@@ -202,7 +217,8 @@ def main() -> int:
                 on_off = [np.array([r[k] for r in rounds]) for k in (4, 5, 6)]
                 print(f"median of {args.rounds} rounds, guard on / off: p50 {np.median(on_off[0]):.3f}x  p99 "
                       f"{np.median(on_off[1]):.3f}x  rate {np.median(on_off[2]):.3f}  (goal within 2 %); inside "
-                      f"the node {np.median([r[7] for r in rounds]):+.1f} us")
+                      f"the node {np.median([r[7] for r in rounds]):+.1f} us; CPU per message "
+                      f"{np.median([r[8] for r in rounds]):.3f}x")
         return 0
     finally:
         GROUP.stop_all()

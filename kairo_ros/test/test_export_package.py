@@ -4,7 +4,8 @@ A demo model trained by the backend is exported as ros2-pkg through the
 manager's export action, built with colcon in a fresh workspace on top of
 this workspace's install (kairo_ros, kairo_interfaces), and served by
 kairo_inference from the package's own params file with the backend
-stopped; its predictions must equal onnxruntime's on the bundled model.
+stopped; its predictions must equal onnxruntime's on the bundled model, and
+the envelope the bundled model carries must guard it (offline).
 Hostile archives come from a stand-in server, since the real backend never
 makes one: they are refused and nothing lands outside the output dir.
 """
@@ -25,9 +26,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from diagnostic_msgs.msg import DiagnosticArray
 from inference_helpers import (
     NODE,
+    Collector,
     arm_publishers,
+    diagnostic_values,
     joint_state,
     predictions,
     publish_until,
@@ -39,6 +43,7 @@ from test_manager import commander, start_manager
 from test_package_archive import GOOD, archive, entry
 
 from conftest import Backend, start_backend, train_model
+from kairo_features.schema import features_from_metadata
 from kairo_interfaces.action import ExportModel
 from kairo_ros.testing.graph import SpinningNode
 from kairo_ros.testing.processes import ProcessGroup
@@ -143,7 +148,33 @@ def test_an_exported_package_builds_and_serves_offline(  # type: ignore[no-untyp
         np.testing.assert_allclose(np.array(answer.data), expected, rtol=1e-5, atol=1e-6)
         assert (answer.model_id, answer.model_version) == (model.model_id, model.version)
     node.wait_for_output(f"serving file {installed_model}", 10)  # package:// resolved in the new install
+    check_packaged_envelope(ros, reference, answers, joints, targets, goal)
     assert node.alive and manager.alive
+
+
+def check_packaged_envelope(ros: SpinningNode, reference: Any, answers: Collector, joints: Any, targets: Any,
+                            goal: np.ndarray) -> None:
+    """The envelope inside the package's ONNX guards the node offline: the training range, widened by the
+    default margin (0.1), drops an input outside it and bounds every command."""
+    envelope = features_from_metadata(reference.get_modelmeta().custom_metadata_map)
+    joints_range, commands_range = envelope.entry("joint_positions").range, envelope.outputs[0].range
+    assert joints_range is not None and commands_range is not None, "the package's model carries its envelope"
+    low, high = np.array(joints_range.low), np.array(joints_range.high)
+    outside = (high + 0.5 * (high - low)).astype(np.float32)  # past the margin on every joint
+    reports = Collector(ros, DiagnosticArray, "/diagnostics")
+    stamp = 5000
+    publish_until(lambda: (targets.publish(target_point(goal)), joints.publish(joint_state(stamp, outside))),
+                  lambda: any(int(diagnostic_values(a).get("guard_out_of_envelope_input", "0")) >= 1
+                              for a in reports.snapshot()),
+                  20, "the guard's out_of_envelope_input count in /diagnostics")
+    assert not [m for m in answers.snapshot() if m.header.stamp.sec == stamp], "an input outside the envelope " \
+        "was answered"
+    c_low, c_high = np.array(commands_range.low), np.array(commands_range.high)
+    margin = 0.1 * (c_high - c_low)
+    for answer in answers.snapshot():
+        data = np.array(answer.data)
+        assert np.isfinite(data).all() and (data >= c_low - margin - 1e-5).all() \
+            and (data <= c_high + margin + 1e-5).all(), data
 
 
 def check_launch_file(path: pathlib.Path, package: str, install: pathlib.Path) -> None:
