@@ -20,14 +20,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, StreamingResponse
 
 from kairo_backend.deps import Context, model_or_404, run_or_404
-from kairo_backend.errors import KairoError
+from kairo_backend.errors import KairoError, NotFound
+from kairo_backend.routes import deployments as deployment_routes
 from kairo_backend.routes import exports as export_routes
 from kairo_backend.routes import models as model_routes
 from kairo_backend.routes import runs as run_routes
 from kairo_backend.schemas.datasets import dataset_public
+from kairo_backend.schemas.fleet import DeploymentCreate
 from kairo_backend.schemas.models import ExportRequest, PromoteRequest, model_public
 from kairo_backend.schemas.runs import run_public
-from kairo_backend.ui import auth
+from kairo_backend.ui import auth, fleet_view
 from kairo_backend.ui.auth import Refused, SignInRequired, UiSession, checked_form, field
 from kairo_backend.ui.curves import epochs_after
 from kairo_backend.ui.render import SECURITY_HEADERS, page
@@ -136,7 +138,6 @@ def model_page(model_id: str, request: Request, session: Session, done: str = ""
     positions = ctx.store.queue_positions() if any(r["status"] == "queued" for r in runs) else {}
     versions = [{**v, "position_in_queue": positions.get(v["run_id"], 0)}
                 for v in reversed(shown["versions"])]
-    from kairo_backend.ui import fleet_view
     deployments = fleet_view.deployments(ctx, session.workspace_id, model_id)
     return page("model.html", session=session, title=model["name"], nav="models", model=shown,
                 model_ts=model, versions=versions, deployments=deployments,
@@ -320,7 +321,107 @@ async def export(model_id: str, request: Request) -> Response:
     return page("export.html", session=session, title="Export", model=model, link=link)
 
 
+# deployments ---------------------------------------------------------------------------
+def _deploy_form(request: Request, session: UiSession, model: dict[str, Any], version: str,
+                 mode: str, error: str | None = None, status: int = 200) -> Response:
+    what = "shadow" if mode == "shadow" else "canary"
+    return page("deploy.html", status, session=session, nav="models",
+                title=f"Start a {what} deployment", model=model, version=version, mode=mode,
+                robots=fleet_view.robot_ids(_ctx(request), session.workspace_id),
+                button=f"Start the {what} of {version}", error=error)
+
+
+@router.get("/models/{model_id}/deploy")
+def deploy_confirm(model_id: str, request: Request, session: Session, version: str = "",
+                   mode: str = "active") -> Response:
+    model = model_or_404(_ctx(request), session.workspace_id, model_id)
+    return _deploy_form(request, session, model, version,
+                        "shadow" if mode == "shadow" else "active")
+
+
+def _number(form: Any, name: str) -> float | None:
+    text = field(form, name)
+    return float(text) if text else None
+
+
+@router.post("/models/{model_id}/deploy")
+async def deploy(model_id: str, request: Request) -> Response:
+    session, form = await checked_form(request)
+    ctx = _ctx(request)
+    model = await run_in_threadpool(model_or_404, ctx, session.workspace_id, model_id)
+    version, mode = field(form, "version"), field(form, "mode")
+    robots = [r for r in form.getlist("robots") if isinstance(r, str)]
+    try:
+        guard = {k: _number(form, k) for k in ("max_error_rate", "max_drop_rate",
+                                                "max_divergence", "min_observation_s",
+                                                "report_within_s")}
+        percent = field(form, "percent")
+        body = DeploymentCreate.model_validate({
+            "version": version, "mode": mode, "robots": robots or None,
+            "percent": int(percent) if percent else None,
+            "guard": {k: v for k, v in guard.items() if v is not None or k == "max_divergence"}})
+        await run_in_threadpool(deployment_routes.create_deployment, model_id, body, ctx,
+                                session.workspace_id)
+    except (KairoError, pydantic.ValidationError, ValueError) as exc:
+        message = (exc.message if isinstance(exc, KairoError) else
+                   _validation_message(exc) if isinstance(exc, pydantic.ValidationError) else
+                   f"not a number: {exc}")
+        return _deploy_form(request, session, model, version, mode, message,
+                            exc.status if isinstance(exc, KairoError) else 422)
+    return _see(f"/ui/models/{model_id}?done=deployed&version={version}")
+
+
+_DEPLOYMENT_ACTIONS = {
+    "promote": ("Widen a deployment", "Widen the deployment {d} to the whole fleet? {v} becomes "
+                "the active version of {m} for every robot.", "Widen {v} to all robots",
+                "widened"),
+    "rollback": ("Roll back a deployment", "Roll back the deployment {d}? Its robots return to "
+                 "the active version {a} at once.", "Roll back {v}", "rolled_back"),
+}
+
+
+def _deployment_action(action: str) -> tuple[str, str, str, str]:
+    if action not in _DEPLOYMENT_ACTIONS:
+        raise NotFound(f"no deployment action {action!r}; use promote or rollback")
+    return _DEPLOYMENT_ACTIONS[action]
+
+
+@router.get("/models/{model_id}/deployments/{deployment_id}/{action}")
+def deployment_confirm(model_id: str, deployment_id: str, action: str, request: Request,
+                       session: Session) -> Response:
+    ctx = _ctx(request)
+    title, question, button, _ = _deployment_action(action)
+    model = model_or_404(ctx, session.workspace_id, model_id)
+    dep = deployment_routes.get_deployment(model_id, deployment_id, ctx, session.workspace_id)
+    words = {"d": deployment_id, "v": dep["version"], "m": model["name"],
+             "a": model["active_version"] or "(none)"}
+    return _confirm(session, title, question.format(**words), button.format(**words),
+                    f"/ui/models/{model_id}", danger=action == "rollback")
+
+
+@router.post("/models/{model_id}/deployments/{deployment_id}/{action}")
+async def deployment_action(model_id: str, deployment_id: str, action: str,
+                            request: Request) -> Response:
+    session, _ = await checked_form(request)
+    title, _question, button, done = _deployment_action(action)
+    run_action = (deployment_routes.promote_deployment if action == "promote"
+                  else deployment_routes.rollback_deployment)
+    try:
+        dep = await run_in_threadpool(run_action, model_id, deployment_id, _ctx(request),
+                                      session.workspace_id)
+    except KairoError as exc:
+        return _confirm(session, title, f"{title} {deployment_id}?", title,
+                        f"/ui/models/{model_id}", error=exc.message, status=exc.status)
+    return _see(f"/ui/models/{model_id}?done={done}&version={dep['version']}")
+
+
 # fleet and datasets ------------------------------------------------------------------
+@router.get("/fleet")
+def fleet_page(request: Request, session: Session) -> Response:
+    return page("fleet.html", session=session, title="Fleet", nav="fleet",
+                robots=fleet_view.robots(_ctx(request), session.workspace_id))
+
+
 @router.get("/datasets")
 def datasets_page(request: Request, session: Session) -> Response:
     rows = []
