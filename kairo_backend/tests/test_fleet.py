@@ -376,6 +376,15 @@ def test_promote_widens_to_the_fleet(api: httpx.Client, fleet_model: dict[str, A
     assert assignment(api, mid, "rob_fleet_p1")["version"] == "v2"
     ended = wait_deployment(api, mid, canary["id"], lambda d: d["state"] == "cancelled")
     assert ended["state"] == "cancelled" and "promotion of v2" in ended["reason"], ended
+    # a plain promote of a shadow's candidate ends the shadow: nothing left to compare
+    shadow = deploy(api, mid, version="v1", mode="shadow", robots=["rob_fleet_p1"])
+    assert assignment(api, mid, "rob_fleet_p1")["shadow"]["version"] == "v1"
+    assert api.post(f"/v1/models/{mid}/promote", json={"version": "v1"}).status_code == 200
+    a = assignment(api, mid, "rob_fleet_p1")
+    assert (a["version"], a["shadow"]) == ("v1", None)
+    ended = wait_deployment(api, mid, shadow["id"], lambda d: d["state"] == "complete")
+    assert ended["state"] == "complete" and ended["reason"] == "v1 was promoted to the whole " \
+        "fleet", ended
 
 
 def test_deleting_the_model_removes_its_deployments(server: Server, api: httpx.Client,

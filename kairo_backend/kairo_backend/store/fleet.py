@@ -156,7 +156,8 @@ class FleetStore:
             f" AND state IN ({_LIVE_MARKS}) ORDER BY seq DESC", (ws, model_id, *LIVE))
         for row in rows:
             dep = _deployment_row(row)
-            if robot_id in dep["robots"] and not self._superseded_by_promotion(dep):
+            if robot_id in dep["robots"] \
+                    and self._promotion_since(dep) in (None, dep["version"]):
                 return dep
         return None
 
@@ -185,12 +186,12 @@ class FleetStore:
                                       (model_id, version)).fetchone()
         return row["sha256"] if row else None
 
-    def _superseded_by_promotion(self, dep: dict[str, Any]) -> str | None:
-        """The version a later plain promotion made active, when not the deployment's."""
+    def _promotion_since(self, dep: dict[str, Any]) -> str | None:
+        """The version the model's latest promotion after the deployment was made
+        activated (a plain promote, or this deployment's own), or None."""
         row = self.store.conn.execute(
-            "SELECT to_version FROM promotions WHERE model_id=? AND at>? AND to_version!=?"
-            " ORDER BY id DESC LIMIT 1", (dep["model_id"], dep["created_at"], dep["version"])
-        ).fetchone()
+            "SELECT to_version FROM promotions WHERE model_id=? AND at>?"
+            " ORDER BY id DESC LIMIT 1", (dep["model_id"], dep["created_at"])).fetchone()
         return row["to_version"] if row else None
 
     # guards ------------------------------------------------------------------
@@ -226,12 +227,15 @@ class FleetStore:
         dep = _deployment_row(row)
         if dep["state"] not in LIVE:
             return dep, None
-        promoted = self._superseded_by_promotion(dep)
-        if promoted is not None:
-            return dep, {"state": "cancelled", "progress": dep["progress"],
-                         "observing_since": dep["observing_since"],
+        promoted = self._promotion_since(dep)
+        unchanged = {"progress": dep["progress"], "observing_since": dep["observing_since"]}
+        if promoted is not None and promoted != dep["version"]:
+            return dep, {"state": "cancelled", **unchanged,
                          "reason": f"superseded by the promotion of {promoted} to the whole "
                                    "fleet"}
+        if promoted is not None and dep["state"] in GUARDED:
+            return dep, {"state": "complete", **unchanged,
+                         "reason": f"{promoted} was promoted to the whole fleet"}
         if dep["state"] not in GUARDED:
             return dep, None
         marks = ",".join("?" * len(dep["robots"]))
