@@ -400,3 +400,46 @@ def test_deleting_the_model_removes_its_deployments(server: Server, api: httpx.C
     answer = api.post("/v1/robots/rob_fleet_a/heartbeat",
                       json={"period_s": 1.0, "model_id": mid}).json()
     assert answer["assignment"] is None and "not found" in answer["reason"]
+
+
+# the guard's decision alone (no server): fleet/guard.evaluate over plain rows ------------
+def _dep(mode: str = "active", **guard: Any) -> dict[str, Any]:
+    return {"model_id": "mdl_g", "version": "v2", "mode": mode, "robots": ["rob_g1", "rob_g2"],
+            "guard": {**GUARD, **guard}, "state": "rolling_out", "reason": None,
+            "progress": {}, "observing_since": None, "created_at": 100.0}
+
+
+def _robot(at: float, version: str = "v2", **fields: Any) -> dict[str, Any]:
+    return {"last_seen": at, "serving": {"model_id": "mdl_g", "version": version},
+            "health": GOOD_HEALTH, "shadow": None, "refused": [], **fields}
+
+
+def test_guard_moves_through_its_states_only_when_every_robot_reports() -> None:
+    from kairo_backend.fleet.guard import evaluate
+
+    dep = _dep(min_observation_s=0.0)
+    one = evaluate(dep, {"rob_g1": _robot(101.0)}, 102.0)
+    assert one.state == "rolling_out" and one.progress["rob_g2"]["status"] == "pending"
+    stale = evaluate(dep, {"rob_g1": _robot(99.0), "rob_g2": _robot(99.0)}, 102.0)
+    assert stale.state == "rolling_out"  # heartbeats older than the deployment do not count
+    both = evaluate(dep, {"rob_g1": _robot(101.0), "rob_g2": _robot(101.5)}, 102.0)
+    assert (both.state, both.observing_since) == ("complete", 102.0)  # no observation asked
+    waiting = evaluate(_dep(min_observation_s=5.0),
+                       {"rob_g1": _robot(101.0), "rob_g2": _robot(101.0)}, 102.0)
+    assert waiting.state == "observing"
+
+
+def test_guard_rates_and_silence() -> None:
+    from kairo_backend.fleet.guard import drop_rate, error_rate, evaluate, shadow_error_rate
+
+    assert error_rate(None) == drop_rate({"processed": 0, "dropped": 0}) == 0.0
+    assert error_rate({"processed": 3, "errors": 1}) == 0.25
+    assert shadow_error_rate({"samples": 0, "errors": 2}) == 2.0
+    # exactly at the threshold is within it
+    at_limit = {**GOOD_HEALTH, "processed": 95, "errors": 5}
+    assert evaluate(_dep(), {"rob_g1": _robot(101.0, health=at_limit)}, 102.0).state \
+        == "rolling_out"
+    silent = evaluate(_dep(report_within_s=10.0), {"rob_g1": _robot(101.0)}, 111.0)
+    assert silent.state == "rolled_back"
+    assert silent.reason == "rob_g2 never reported v2 (served) within report_within_s 10 s"
+    assert silent.progress["rob_g1"]["status"] == "serving"
