@@ -98,8 +98,9 @@ class Loop:
     """Publishes messages on one topic and counts the answers on another (stamps name the messages)."""
 
     def __init__(self, ros: SpinningNode, out_topic: str, in_topic: str, answer_type: type,
-                 make: Callable[[int], Any]) -> None:
+                 make: Callable[[int], Any], timeout_s: float = 5.0) -> None:
         self.make = make
+        self.timeout_s = timeout_s  # for one answer (a node under valgrind needs more)
         self.publisher = ros.node.create_publisher(type(make(0)), out_topic, QOS)
         self.answered = 0
         self.last_stamp = -1
@@ -120,7 +121,7 @@ class Loop:
         started = time.perf_counter()
         with self.cond:
             self.send(index)
-            if not self.cond.wait_for(lambda: self.last_stamp == index, timeout=5.0):
+            if not self.cond.wait_for(lambda: self.last_stamp == index, timeout=self.timeout_s):
                 raise TimeoutError(f"no answer to message {index}")
         return time.perf_counter() - started
 
@@ -130,11 +131,12 @@ class Loop:
         started = time.perf_counter()
         for i in range(count):
             with self.cond:
-                if not self.cond.wait_for(lambda i=i: i - (self.answered - start_answered) < window, timeout=5.0):
+                if not self.cond.wait_for(lambda i=i: i - (self.answered - start_answered) < window,
+                                          timeout=self.timeout_s):
                     break
             self.send(first + i)
         with self.cond:
-            self.cond.wait_for(lambda: self.answered - start_answered >= count, timeout=5.0)
+            self.cond.wait_for(lambda: self.answered - start_answered >= count, timeout=self.timeout_s)
         elapsed = time.perf_counter() - started
         received = self.answered - start_answered
         return received / elapsed, count - received
