@@ -44,7 +44,7 @@ class Serving(BaseModel):
     deployment_id: ModelRef | None = None
 
 
-class Health(BaseModel):
+class RobotHealth(BaseModel):
     """The node's prediction path over its last window."""
 
     model_config = _STRICT
@@ -100,7 +100,7 @@ class HeartbeatRequest(BaseModel):
     model_id: ModelRef = Field("", description="The model the node's source names "
                                                "(empty before the first resolve).")
     serving: Serving | None = None
-    health: Health | None = None
+    health: RobotHealth | None = None
     refused: list[Refusal] = Field(default_factory=list, max_length=100)
     shadow: Shadow | None = None
 
@@ -111,7 +111,7 @@ class RobotPublic(BaseModel):
     task: str | None
     model_id: str
     serving: Serving | None
-    health: Health | None
+    health: RobotHealth | None
     shadow: Shadow | None
     refused: list[Refusal]
     period_s: float
@@ -197,12 +197,12 @@ class DeploymentCreate(BaseModel):
         return self
 
 
-class Progress(BaseModel):
+class RobotProgress(BaseModel):
     robot_id: str
     status: ProgressStatus
     version: str | None = Field(..., description="The version it last reported serving.")
     reported_at: str | None
-    health: Health | None
+    health: RobotHealth | None
     shadow: Shadow | None
     reason: str | None
 
@@ -219,7 +219,7 @@ class DeploymentPublic(BaseModel):
     reason: str | None
     created_at: str
     updated_at: str
-    progress: list[Progress]
+    progress: list[RobotProgress]
 
 
 class DeploymentList(BaseModel):
