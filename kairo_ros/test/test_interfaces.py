@@ -1,8 +1,17 @@
 """kairo_interfaces: the public types exist with the fields DESIGN.md names."""
 
-from kairo_interfaces.action import ExportModel, TrainModel
-from kairo_interfaces.msg import Detection2DArray, Model, ModelEvent, Prediction, TrainingMetrics, TrainingRun
-from kairo_interfaces.srv import DeleteModel, GetModel, GetRun, ListModels, ListRuns, PromoteModel
+from kairo_interfaces.action import DeployModel, ExportModel, TrainModel
+from kairo_interfaces.msg import (
+    Detection2DArray,
+    Model,
+    ModelEvent,
+    Prediction,
+    RobotStatus,
+    ShadowReport,
+    TrainingMetrics,
+    TrainingRun,
+)
+from kairo_interfaces.srv import DeleteModel, GetModel, GetRun, ListModels, ListRobots, ListRuns, PromoteModel
 
 
 def fields(msg_type: type) -> set[str]:
@@ -26,7 +35,7 @@ def test_export_action_fields() -> None:
 
 
 def test_services_answer_in_band() -> None:
-    for srv in (PromoteModel, ListModels, GetModel, ListRuns, GetRun, DeleteModel):
+    for srv in (PromoteModel, ListModels, GetModel, ListRuns, GetRun, DeleteModel, ListRobots):
         assert {"success", "message"} <= fields(srv.Response), srv
     assert "logs" in fields(GetRun.Response)
 
@@ -38,7 +47,22 @@ def test_messages_use_api_field_names() -> None:
             "created_at"} <= fields(Model)
     assert {"run_id", "model_id", "status", "started_at", "completed_at", "duration_s", "metrics",
             "model_version", "artifact_size_mb"} <= fields(TrainingRun)
-    assert {"stamp", "event", "model_id", "version", "robot_id", "task"} == fields(ModelEvent)
+    assert {"stamp", "event", "model_id", "version", "robot_id", "task", "robots"} == fields(ModelEvent)
     assert {"header", "model_id", "model_version", "data", "latency", "clamped"} == fields(Prediction)
     assert ModelEvent.PROMOTED == "promoted"
     assert {"header", "detections"} == fields(Detection2DArray)
+
+
+def test_fleet_types_follow_the_contract() -> None:
+    assert (ModelEvent.DEPLOYED, ModelEvent.ROLLED_BACK, ModelEvent.WIDENED) == ("deployed", "rolled_back", "widened")
+    assert {"id", "node", "task", "model_id", "version", "sha256", "lifecycle_state", "status", "last_seen",
+            "rate_hz", "latency_p50_ms", "latency_p99_ms", "dropped", "errors", "shadow_version",
+            "shadow_divergence"} == fields(RobotStatus)
+    assert {"task"} == fields(ListRobots.Request)
+    assert {"success", "message", "robots"} == fields(ListRobots.Response)
+    assert {"model_id", "version", "mode", "robots", "percent", "max_error_rate", "max_drop_rate",
+            "max_divergence", "min_observation_s", "report_within_s", "wait_for_complete"} == fields(DeployModel.Goal)
+    assert {"deployment_id", "state", "robots_reporting", "robots_targeted", "guard_state"} == fields(DeployModel.Feedback)
+    assert {"success", "deployment_id", "state", "reason"} == fields(DeployModel.Result)
+    assert {"samples", "errors", "dropped", "divergence", "outputs", "mean_abs_diff", "max_abs_diff",
+            "within_tolerance", "tolerance", "candidate_version"} <= fields(ShadowReport)
