@@ -62,7 +62,8 @@ def test_fleet_types_follow_the_contract() -> None:
     assert {"success", "message", "robots"} == fields(ListRobots.Response)
     assert {"model_id", "version", "mode", "robots", "percent", "max_error_rate", "max_drop_rate",
             "max_divergence", "min_observation_s", "report_within_s", "wait_for_complete"} == fields(DeployModel.Goal)
-    assert {"deployment_id", "state", "robots_reporting", "robots_targeted", "guard_state"} == fields(DeployModel.Feedback)
+    assert {"deployment_id", "state", "robots_reporting", "robots_targeted",
+            "guard_state"} == fields(DeployModel.Feedback)
     assert {"success", "deployment_id", "state", "reason"} == fields(DeployModel.Result)
     assert {"samples", "errors", "dropped", "divergence", "outputs", "mean_abs_diff", "max_abs_diff",
             "within_tolerance", "tolerance", "candidate_version"} <= fields(ShadowReport)
