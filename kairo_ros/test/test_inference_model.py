@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx_models import features, linear_model
+from onnx_models import features, linear_model, metadata_for
 
 from kairo_features.schema import parse_features
 from kairo_ros.api import Model
@@ -31,9 +31,21 @@ def test_loads_checks_and_runs(tmp_path: pathlib.Path) -> None:
 
 def test_detection_model_outputs(tmp_path: pathlib.Path) -> None:
     model = load(linear_model(features("object_detection"), tmp_path / "d.onnx"))
-    scores, boxes = model.run({"image": np.full((1, 3, 32, 32), 128, np.float32)})
-    assert scores.shape == (1, 3) and boxes.shape == (1, 4)
-    assert scores.sum() == pytest.approx(1.0, abs=1e-5)
+    (rows,) = model.run({"image": np.full((1, 3, 120, 160), 0.5, np.float32)})
+    assert model.output_names == ["detections"] and rows.shape == (1, 20, 6)
+    assert (rows[0, :, 4] >= 0).all() and (rows[0, :, 4] <= 1).all()
+
+
+def test_detection_model_with_other_rows_is_refused(tmp_path: pathlib.Path) -> None:
+    doc = features("object_detection")
+    doc["max_detections"] = 5
+    path = linear_model(doc, tmp_path / "five.onnx")  # its graph gives 5 rows and says so
+    assert load(path).run({"image": np.zeros((1, 3, 120, 160), np.float32)})[0].shape == (1, 5, 6)
+    twenty = linear_model(features("object_detection"), tmp_path / "twenty.onnx",
+                          metadata=metadata_for(doc, "mdl_test", "v1"))  # 20 rows, the features say 5
+    with pytest.raises(ModelRejectedError, match=r"output 'detections' has shape \['batch', 20, 6\]; the wiring "
+                                                 r"needs \[batch, 5, 6\]"):
+        load(twenty)
 
 
 def test_not_onnx_is_refused(tmp_path: pathlib.Path) -> None:

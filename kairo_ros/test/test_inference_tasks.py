@@ -1,11 +1,9 @@
 """Each task's default wiring, end to end: a model trained by the real backend, served by a
 kairo_inference process, answers published inputs exactly as onnxruntime does in this process."""
 
-import array
 import pathlib
 
 import numpy as np
-import pytest
 from geometry_msgs.msg import Twist
 from inference_helpers import (
     RELIABLE,
@@ -21,11 +19,10 @@ from inference_helpers import (
     target_point,
     wait_matched,
 )
-from sensor_msgs.msg import Image, LaserScan
+from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Float64MultiArray
 
 from kairo_features.schema import features_from_metadata
-from kairo_interfaces.msg import Detection2DArray
 
 SAMPLES = 20
 
@@ -97,32 +94,4 @@ def test_navigation_by_robot_and_task(processes, ros, backend, trained_model,  #
     assert node.alive
 
 
-@pytest.mark.parametrize("encoding", ["bgr8"])
-def test_object_detection(processes, ros, backend, trained_model, tmp_path: pathlib.Path,  # type: ignore[no-untyped-def]
-                          encoding: str) -> None:
-    model = trained_model("object_detection")
-    node = serve(processes, ros, backend, model, tmp_path, f"model_id:={model.model_id}")
-    answers = predictions(ros)
-    detections = Collector(ros, Detection2DArray, "/detections")
-    images = ros.node.create_publisher(Image, "/camera/image_raw", RELIABLE)
-    wait_matched(images)
-    rng = np.random.default_rng(5)
-    rgb = rng.integers(0, 256, (SAMPLES, 32, 32, 3), dtype=np.uint8)
-    for index in range(SAMPLES):
-        image = Image(height=32, width=32, encoding=encoding, step=96,
-                      data=array.array("B", rgb[index][:, :, ::-1].tobytes()))  # BGR bytes on the wire
-        image.header.stamp.sec = 100 + index
-        image.header.frame_id = "camera"
-        images.publish(image)
-    reference = reference_session(download_model(backend, model.model_id, model.version, tmp_path / "d.onnx"))
-    classes = ["circle", "square", "triangle"]
-    for index in range(SAMPLES):
-        chw = rgb[index].transpose(2, 0, 1).astype(np.float32)[None]
-        scores, boxes = reference.run(["scores", "boxes"], {"image": chw})
-        answer = answers.wait_for(lambda m, i=index: m.header.stamp.sec == 100 + i, 20, f"prediction {index}")
-        np.testing.assert_allclose(np.array(answer.data), np.concatenate([scores[0], boxes[0]]), rtol=1e-4, atol=1e-4)
-        detection = detections.wait_for(lambda m, i=index: m.header.stamp.sec == 100 + i, 20, f"detections {index}")
-        (best,) = detection.detections
-        assert best.class_id == classes[int(np.argmax(scores[0]))] and detection.header.frame_id == "camera"
-        assert best.bbox.center_x == pytest.approx(float(boxes[0][0]), abs=1e-3)
-    assert node.alive
+# object_detection: test_detection.py (a trained detector on 640x480 camera frames, vision_msgs-shaped output)

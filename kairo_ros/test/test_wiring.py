@@ -11,11 +11,13 @@ from sensor_msgs.msg import Image, JointState, LaserScan
 from std_msgs.msg import Float64MultiArray, Header
 
 from kairo_features.schema import parse_features
-from kairo_interfaces.msg import Detection2DArray
+from kairo_interfaces.msg import Detection2DArray, Prediction
 from kairo_ros.inference.errors import BadInputError, ConfigError, WiringError
 from kairo_ros.inference.wiring import (
+    DetectionWriter,
     FieldReader,
     FieldWriter,
+    ImageReader,
     build_wiring,
     compile_field,
     import_message_type,
@@ -84,17 +86,39 @@ def test_writer_fills_one_sequence_after_scalars_and_refuses_wrong_sizes() -> No
     assert FieldReader(reader_entry, Float64MultiArray).read(msg).tolist() == [7, 1, 2, 3]
 
 
-def test_detection_writer_takes_the_best_class() -> None:
-    wiring = build_wiring(parse_features(features("object_detection")))
+def test_detection_writer_maps_rows_into_the_original_image() -> None:
+    doc = features("object_detection")
+    doc["score_threshold"] = 0.5
+    wiring = build_wiring(parse_features(doc))
+    reader, writer = wiring.primary.reader, wiring.outputs[0].writer
+    assert isinstance(writer, DetectionWriter) and writer.score_threshold == 0.5
+    reader.read(_image(np.zeros((720, 1280, 3), np.uint8), "rgb8"))  # letterboxed: scale 1/8, 15 rows above
     header = Header(frame_id="camera")
     header.stamp.sec = 42
-    msg = wiring.outputs[0].writer.write(np.array([0.1, 0.7, 0.2], np.float32),  # type: ignore[call-arg]
-                                         np.array([10, 12, 8, 9], np.float32), header)
+    rows = np.zeros((20, 6), np.float32)
+    rows[0] = (12.5, 40, 52.5, 85, 0.9, 1)    # -> (100, 200)-(420, 560) in the 1280x720 frame
+    rows[1] = (0, 15, 160, 105, 0.6, 3)       # the whole frame
+    rows[2] = (10, 20, 30, 40, 0.4, 0)        # below the threshold
+    rows[3] = (10, 20, 5, 40, 0.95, 0)        # an empty box
+    rows[4] = (10, 20, 30, 40, 0.95, 7)       # no such class
+    msg = writer.write(rows, header)
     assert isinstance(msg, Detection2DArray) and msg.header.stamp.sec == 42 and msg.header.frame_id == "camera"
-    (detection,) = msg.detections
-    assert detection.class_id == "square" and detection.score == pytest.approx(0.7)
-    assert (detection.bbox.center_x, detection.bbox.center_y, detection.bbox.size_x, detection.bbox.size_y) \
-        == (10, 12, 8, 9)
+    assert [d.results[0].hypothesis.class_id for d in msg.detections] == ["square", "cross"]
+    first, whole = msg.detections
+    assert first.header.frame_id == "camera" and first.results[0].hypothesis.score == pytest.approx(0.9)
+    position = first.bbox.center.position
+    assert (position.x, position.y, first.bbox.size_x, first.bbox.size_y) == pytest.approx((260, 380, 320, 360))
+    assert (whole.bbox.center.position.x, whole.bbox.size_x, whole.bbox.size_y) == pytest.approx((640, 1280, 720))
+    assert len(build_wiring(parse_features(doc), score_threshold=0.95).outputs[0].writer.write(  # type: ignore[call-arg]
+        rows, header).detections) == 0  # the node's score_threshold wins over the features'
+
+
+def test_detection_writer_refuses_a_type_of_another_shape() -> None:
+    detection = parse_features(features("object_detection"))
+    reader = build_wiring(detection).primary.reader
+    assert isinstance(reader, ImageReader)
+    with pytest.raises(WiringError, match=r"output 'detections' .*: Prediction needs a field 'detections'"):
+        DetectionWriter(detection.outputs[0], Prediction, detection.classes, 0.3, reader)
 
 
 def _image(rgb: np.ndarray, encoding: str, pad: int = 0) -> Image:
@@ -119,25 +143,32 @@ def _image(rgb: np.ndarray, encoding: str, pad: int = 0) -> Image:
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
 def test_colour_images_become_chw_rgb(encoding: str) -> None:
     reader = build_wiring(parse_features(features("object_detection"))).primary.reader
-    rgb = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     chw = reader.read(_image(rgb, encoding, pad=3 if encoding == "bgr8" else 0))
-    assert chw.dtype == np.float32 and chw.shape == (3, 32, 32)
-    np.testing.assert_array_equal(chw, rgb.transpose(2, 0, 1).astype(np.float32))
+    assert chw.dtype == np.float32 and chw.shape == (3, 120, 160)
+    np.testing.assert_allclose(chw, rgb.transpose(2, 0, 1) / 255, rtol=1e-6)
 
 
 def test_mono_image_fills_three_channels() -> None:
     reader = build_wiring(parse_features(features("object_detection"))).primary.reader
-    rgb = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     chw = reader.read(_image(rgb, "mono8"))
     for channel in range(3):
-        np.testing.assert_array_equal(chw[channel], rgb[:, :, 0].astype(np.float32))
+        np.testing.assert_allclose(chw[channel], rgb[:, :, 0] / 255, rtol=1e-6)
+
+
+def test_camera_sizes_are_letterboxed() -> None:
+    reader = build_wiring(parse_features(features("object_detection"))).primary.reader
+    assert isinstance(reader, ImageReader)
+    chw = reader.read(_image(np.zeros((480, 640, 3), np.uint8), "bgr8"))
+    assert chw.shape == (3, 120, 160) and reader.letterbox is not None and reader.letterbox.scale_x == 0.25
+    chw = reader.read(_image(np.zeros((16, 32, 3), np.uint8), "rgb8"))  # wider: grey bands above and below
+    assert chw.shape == (3, 120, 160) and (reader.letterbox.pad_x, reader.letterbox.pad_y) == (0, 20)
+    assert chw[:, :20].min() == pytest.approx(114 / 255) and chw[:, 20:100].max() == 0
 
 
 def test_bad_images_are_refused() -> None:
     reader = build_wiring(parse_features(features("object_detection"))).primary.reader
-    rgb = np.zeros((16, 32, 3), np.uint8)
-    with pytest.raises(BadInputError, match="image is 32x16; the model takes 32x32"):
-        reader.read(_image(rgb, "rgb8"))
     image = _image(np.zeros((32, 32, 3), np.uint8), "rgb8")
     image.encoding = "yuv422"
     with pytest.raises(BadInputError, match="encoding 'yuv422' is not supported"):

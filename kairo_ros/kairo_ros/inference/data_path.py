@@ -330,7 +330,7 @@ class DataPath:
             detection = writer
 
             def emit_detection(outputs: list[np.ndarray], header: Header) -> None:
-                publisher.publish(detection.write(outputs[0][0], outputs[1][0], header))
+                publisher.publish(detection.write(outputs[0][0], header))
             return emit_detection
         field_writer = writer
         position = wiring.features.graph_output_names().index(output.entry.name)

@@ -32,6 +32,7 @@ import numpy as np
 
 from kairo_features.schema import FeatureEntry, Features
 from kairo_ros.inference.errors import ConfigError
+from kairo_ros.inference.model_session import output_shapes
 
 # What the guard counts, one counter each (diagnostics `guard_<reason>`).
 NON_FINITE_INPUT = "non_finite_input"
@@ -174,15 +175,17 @@ class Guard:
             raise ConfigError(f"out_of_envelope: {settings.out_of_envelope!r} must be one of "
                               f"{', '.join(OUT_OF_ENVELOPE_CHOICES)}")
         self.inputs = tuple(InputCheck(entry, settings) for entry in features.inputs)
-        # One (low, high) or None per graph output, in graph order. Detection outputs (scores, boxes)
-        # have no per-value envelope: they are checked for non-finite values only.
+        # One (low, high) or None per graph output, in graph order. A detection model's rows have no
+        # per-value envelope: they are checked for non-finite values only (the writer drops rows of
+        # unknown classes or empty boxes, and maps boxes into the image).
         self.output_bounds: list[tuple[np.ndarray, np.ndarray] | None]
         if features.is_detection:
             if settings.output_limits:
-                raise ConfigError("output_limits: a detection model's outputs (scores, boxes) take no limits; "
-                                  "leave output_limits empty")
-            self.output_bounds = [None, None]
-            self._outputs = [Clamp((len(features.classes),), None), Clamp((4,), None)]
+                raise ConfigError("output_limits: a detection model's output (its detection rows) takes no "
+                                  "limits; leave output_limits empty")
+            shapes = output_shapes(features)
+            self.output_bounds = [None] * len(shapes)
+            self._outputs = [Clamp(shape, None) for shape in shapes.values()]
         else:
             known = {entry.name: entry.size for entry in features.outputs}
             for limit in settings.output_limits:

@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from kairo_features.schema import META_MODEL_ID, META_MODEL_VERSION, Features, FeaturesError, features_from_metadata
+from kairo_features.schema import (
+    DEFAULT_MAX_DETECTIONS,
+    DETECTION_ROW,
+    META_MODEL_ID,
+    META_MODEL_VERSION,
+    Features,
+    FeaturesError,
+    features_from_metadata,
+)
 from kairo_ros.inference.errors import ConfigError, ModelRejectedError
 
 _PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -74,8 +82,9 @@ def _dims(shape: Sequence[Any]) -> list[int | None]:
 
 def output_shapes(features: Features) -> dict[str, tuple[int, ...]]:
     """The graph outputs the wiring reads, by name, with their per-sample shapes."""
-    if features.is_detection:
-        return {"scores": (len(features.classes),), "boxes": (4,)}
+    if features.is_detection:  # rows (x1, y1, x2, y2, score, class_index), NMS done in the graph
+        rows = (features.max_detections or DEFAULT_MAX_DETECTIONS, DETECTION_ROW)
+        return {name: rows for name in features.graph_output_names()}
     return {e.name: e.shape for e in features.outputs}
 
 

@@ -197,7 +197,7 @@ class InferenceNode(LifecycleNode):
 
     def _create_endpoints(self, model: ModelSession) -> None:
         assert self.params is not None
-        wiring = build_wiring(model.features, self.params.remaps)
+        wiring = build_wiring(model.features, self.params.remaps, self.params.score_threshold)
         guard = self.params.guard_settings if guard_enabled() else None
         if guard is None:
             self.get_logger().warning("the safety guard is off (KAIRO_INFERENCE_GUARD=off): for benchmarks only")

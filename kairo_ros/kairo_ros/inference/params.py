@@ -95,6 +95,13 @@ def _stale_timeout(value: float) -> str:
     return f"stale_input_timeout_s: {value!r} must be -1 (the task's default), 0 (off) or a positive number of seconds"
 
 
+def _score_threshold(value: float) -> str:
+    if value == FEATURES_SCORE_THRESHOLD or 0 <= value <= 1:
+        return ""
+    return f"score_threshold: {value!r} must be -1 (the model's own) or a score from 0 to 1"
+
+
+FEATURES_SCORE_THRESHOLD = -1.0  # as kairo_ros.inference.wiring has it
 # As kairo_ros.inference.guard has them (a test keeps them equal); this table must not import numpy.
 OUT_OF_ENVELOPE_CHOICES = ("drop", "clamp", "pass")
 STALE_TASK_DEFAULT = -1.0
@@ -147,6 +154,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "it: 'name:min:max' for every value of an output, 'name[i]:min:max' for its value i, e.g. "
                   "[cmd_vel[0]:-0.5:0.5]. Outputs past their limits are clamped (and flagged in ~/prediction).",
                   check=_output_limits, check_text="name:min:max or name[i]:min:max items"),
+    ParameterSpec("score_threshold", FEATURES_SCORE_THRESHOLD, "Detection models: publish only detections scoring "
+                  "at least this (0 to 1); -1: the model's own score_threshold (its features).",
+                  range=(-1.0, 1.0), check=_score_threshold, check_text="-1, or 0 to 1"),
     ParameterSpec("stale_input_timeout_s", STALE_TASK_DEFAULT, "Once no command went out for this long (the "
                   "trigger input stopped), send the task's safe output once: a zero command for navigation; "
                   "other tasks only report it. -1: the task's default (navigation 0.5 s, others off); 0: off.",
@@ -177,6 +187,7 @@ class InferenceParams:
     out_of_envelope: str = DEFAULTS["out_of_envelope"]
     envelope_margin: float = DEFAULTS["envelope_margin"]
     output_limits: tuple[str, ...] = DEFAULTS["output_limits"]
+    score_threshold: float = DEFAULTS["score_threshold"]
     stale_input_timeout_s: float = DEFAULTS["stale_input_timeout_s"]
 
     def __post_init__(self) -> None:
@@ -238,5 +249,6 @@ def read_parameters(node: Node) -> InferenceParams:
         out_of_envelope=value["out_of_envelope"].strip(),
         envelope_margin=value["envelope_margin"],
         output_limits=tuple(item.strip() for item in value["output_limits"] if item.strip()),
+        score_threshold=value["score_threshold"],
         stale_input_timeout_s=value["stale_input_timeout_s"],
     )

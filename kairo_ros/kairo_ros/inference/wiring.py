@@ -13,16 +13,17 @@ from __future__ import annotations
 import array
 import importlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from kairo_features.fields import FieldError, FieldsReader
+from kairo_features.fields import FieldError, FieldsReader, Letterbox
 from kairo_features.fields import ImageReader as ImageArrayReader
 from kairo_features.schema import FeatureEntry, Features
+from kairo_ros.inference.detection import DetectionWriter
 from kairo_ros.inference.errors import BadInputError, ConfigError, WiringError
 
 # ROS numeric field types and the array typecode rclpy stores their sequences in.
@@ -156,19 +157,26 @@ class FieldReader:
 
 
 class ImageReader:
-    """sensor_msgs/Image -> float32 [C, H, W] in the model's channel order (RGB or mono)."""
+    """sensor_msgs/Image of any size -> float32 [C, H, W] in the model's channel order (RGB or mono), letterboxed.
+
+    `letterbox` is how the image read last was fitted into the model's input
+    (kairo_features' Letterbox): the detection writer maps boxes back with it.
+    The prediction path reads and writes on one thread, so it is that image's.
+    """
 
     def __init__(self, entry: FeatureEntry, msg_cls: type) -> None:
         self.entry = entry
         self.msg_cls = msg_cls
         self.channels, self.height, self.width = entry.shape
-        self._read = ImageArrayReader(entry.shape).read
+        self._read = ImageArrayReader(entry.shape).read_letterboxed
+        self.letterbox: Letterbox | None = None
 
     def read(self, msg: Any) -> np.ndarray:
         try:
-            return self._read(msg)
+            values, self.letterbox = self._read(msg)
         except FieldError as exc:
             raise BadInputError(f"input {self.entry.name!r} on {self.entry.topic}: {exc}") from None
+        return values
 
 
 # --- writers: model output -> message --------------------------------------------------------------
@@ -233,31 +241,6 @@ def _field_value(path: FieldPath, chunk: np.ndarray) -> Any:
     return converted  # fixed-size arrays are numpy arrays in rclpy
 
 
-class DetectionWriter:
-    """scores [n_classes] + boxes [4] -> one Detection2D per image: the best class."""
-
-    def __init__(self, entry: FeatureEntry, msg_cls: type, classes: Sequence[str]) -> None:
-        self.entry = entry
-        self.msg_cls = msg_cls
-        self.classes = tuple(classes)
-        detection_cls = import_message_type("kairo_interfaces/msg/Detection2D")
-        self._detection_cls = detection_cls
-
-    def write(self, scores: np.ndarray, boxes: np.ndarray, header: Any = None) -> Any:
-        msg = self.msg_cls()
-        if header is not None:
-            msg.header = header
-        best = int(np.argmax(scores))
-        detection = self._detection_cls()
-        detection.class_id = self.classes[best]
-        detection.score = float(scores.reshape(-1)[best])
-        cx, cy, sx, sy = (float(v) for v in boxes.reshape(-1)[:4])
-        detection.bbox.center_x, detection.bbox.center_y = cx, cy
-        detection.bbox.size_x, detection.bbox.size_y = sx, sy
-        msg.detections = [detection]
-        return msg
-
-
 Reader = FieldReader | ImageReader
 
 
@@ -303,8 +286,16 @@ def parse_topic_remaps(remaps: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def build_wiring(features: Features, remaps: dict[str, str] | None = None) -> Wiring:
-    """Import the message types and compile every reader and writer; WiringError when impossible."""
+# score_threshold: this value means the features' own.
+FEATURES_SCORE_THRESHOLD = -1.0
+
+
+def build_wiring(features: Features, remaps: dict[str, str] | None = None,
+                 score_threshold: float = FEATURES_SCORE_THRESHOLD) -> Wiring:
+    """Import the message types and compile every reader and writer; WiringError when impossible.
+
+    `score_threshold`: detections scoring below it are not published; negative: the features' value.
+    """
     remaps = remaps or {}
 
     def topic_of(entry: FeatureEntry) -> str:
@@ -318,8 +309,15 @@ def build_wiring(features: Features, remaps: dict[str, str] | None = None) -> Wi
     outputs = []
     for entry in features.outputs:
         cls = import_message_type(entry.msg_type)
-        writer = (DetectionWriter(entry, cls, features.classes) if entry.is_detection
-                  else FieldWriter(entry, cls))
+        writer: FieldWriter | DetectionWriter
+        if entry.is_detection:
+            image = inputs[0].reader
+            if not isinstance(image, ImageReader):
+                raise WiringError(f"output {entry.name!r}: detection needs an image input first")
+            threshold = score_threshold if score_threshold >= 0 else (features.score_threshold or 0.0)
+            writer = DetectionWriter(entry, cls, features.classes, threshold, image)
+        else:
+            writer = FieldWriter(entry, cls)
         outputs.append(OutputWiring(entry, topic_of(entry), cls, writer))
     return Wiring(features, tuple(inputs), tuple(outputs))
 
