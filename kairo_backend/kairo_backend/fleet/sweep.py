@@ -38,9 +38,7 @@ class FleetSweep:
         try:
             while not self._stop.is_set():
                 try:
-                    for dep in self.fleet.sweep():
-                        log.info("deployment %s of %s %s: %s (%s)", dep["id"],
-                                 dep["model_id"], dep["version"], dep["state"], dep["reason"])
+                    self.fleet.sweep()  # FleetStore.evaluate logs each change of state
                 except Exception as exc:  # keep sweeping whatever one pass met
                     if storage_error(exc) is not None:  # a busy database, a full disk
                         log.warning("fleet sweep postponed: %s", exc)

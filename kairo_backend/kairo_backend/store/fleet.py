@@ -9,6 +9,7 @@ seconds; kairo_backend.schemas.fleet turns rows into the API's objects.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ from kairo_backend.fleet.guard import GUARDED, LIVE, evaluate
 
 if TYPE_CHECKING:
     from kairo_backend.store.db import Store
+
+log = logging.getLogger("kairo_backend.fleet")
 
 FLEET_SCHEMA = """
 CREATE TABLE IF NOT EXISTS robots (
@@ -215,6 +218,9 @@ class FleetStore:
                       " updated_at=? WHERE id=?",
                       (change["state"], change["reason"], json.dumps(change["progress"]),
                        change["observing_since"], at, dep_id))
+            if change["state"] != dep["state"]:
+                log.info("deployment %s of %s %s: %s -> %s (%s)", dep_id, dep["model_id"],
+                         dep["version"], dep["state"], change["state"], change["reason"])
             dep.update(change, updated_at=at)
             return dep
 
