@@ -4,10 +4,9 @@
 
 A detection model trained by the real backend (object_detection, 2 epochs)
 is served by kairo_inference in its own process (model_path, reliable input
-QoS). Each message is one rgb8 sensor_msgs/Image at the model's input size:
-the node refuses images of another size ("resize it upstream"; letterboxing
-a 640x480 camera frame is another issue's work), so a 640x480 frame cannot
-be served yet and the benchmark says so. The baseline, measured in the same
+QoS). Each message is one rgb8 sensor_msgs/Image at the model's input size,
+so no resize happens (bench/inference_detection.py measures 640x480 camera
+frames, letterboxed, and the Detection2DArray path). The baseline, measured in the same
 run: an rclpy node echoing the same Image, plus one raw onnxruntime run on
 the tensor the node's own conversion makes of that Image. Goals: round trip
 p50 and p99 <= 1.15x the baseline; sustained rate >= 0.9x the echo's, no drops.
@@ -28,8 +27,6 @@ from kairo_features.schema import features_from_metadata
 from kairo_interfaces.msg import Prediction
 from kairo_ros.inference.wiring import build_wiring
 from kairo_ros.testing.graph import SpinningNode
-
-CAMERA = (640, 480)
 
 
 def image_maker(width: int, height: int) -> tuple[Image, object]:
@@ -79,9 +76,8 @@ def main() -> int:
         name = features.inputs[0].name
         timed(lambda: session.run(None, {name: tensor}), 100)
         ort_p50, ort_p99 = percentiles(timed(lambda: session.run(None, {name: tensor}), 2000))
-        print(f"model {path}: input {width}x{height} rgb8 ({channels}x{height}x{width} float32); a "
-              f"{CAMERA[0]}x{CAMERA[1]} frame is refused by kairo_inference today (it serves the model's size "
-              f"only), so every message here is {width}x{height}")
+        print(f"model {path}: input {width}x{height} rgb8 ({channels}x{height}x{width} float32); every message "
+              f"here is {width}x{height} (camera frames: bench/inference_detection.py)")
         print(f"raw onnxruntime run on the converted tensor  p50 {ort_p50:8.1f} us   p99 {ort_p99:8.1f} us")
 
         echo_node = start("echo", [sys.executable, str(pathlib.Path(__file__).with_name("inference_echo_node.py")),
