@@ -37,7 +37,7 @@ def _image() -> Image:
 
 def _hand_image(msg: Image) -> np.ndarray:
     pixels = np.frombuffer(msg.data, dtype=np.uint8).reshape(32, 32, 3)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
+    return pixels.transpose(2, 0, 1) * np.float32(1 / 255)  # RGB in [0, 1], as models take images
 
 
 INF = float("inf")

@@ -428,7 +428,10 @@ def _pixels(msg: Any) -> tuple[np.ndarray, str]:
     raw = _bytes_of(data)
     if step < row or raw.size < step * height:
         raise FieldError(f"{raw.size} bytes with step {step} cannot hold a {width}x{height} {encoding} image")
-    rows = raw[:step * height].reshape(height, step)[:, :row]
+    if step == row and raw.size == row * height:  # packed rows, the usual case: a view as it is
+        rows = raw.reshape(height, row)
+    else:
+        rows = raw[:step * height].reshape(height, step)[:, :row]
     if depth == 1:
         return rows.reshape(height, width, channels), encoding
     big_endian = bool(_attr(msg, "is_bigendian")) if _has(msg, "is_bigendian") else False
@@ -478,9 +481,11 @@ class ImageReader:
             if len(self._plans) > 8:  # a stream changing size every frame: keep the cache small
                 self._plans.clear()
             plan = self._plans[key] = _ResizePlan(width, height, self.shape, depth)
-        resized = plan.resize(hwc, value_scale)
         model_channels, model_height, model_width = self.shape
         box = plan.box
+        if plan.identity and model_channels == hwc.shape[2]:  # the model's size already: one pass, no canvas
+            return np.multiply(hwc.transpose(2, 0, 1), np.float32(value_scale), dtype=np.float32), box
+        resized = plan.resize(hwc, value_scale)
         out = np.full((model_channels, model_height, model_width), LETTERBOX_FILL, dtype=np.float32)
         inside = out[:, box.pad_y:box.pad_y + resized.shape[0], box.pad_x:box.pad_x + resized.shape[1]]
         if model_channels == 1:
