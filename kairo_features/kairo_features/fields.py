@@ -34,7 +34,11 @@ __all__ = ["LETTERBOX_FILL", "RANGE_CONVENTIONS", "FieldError", "FieldsReader", 
 # Per image encoding a message may arrive in: (channels, colour order, bytes per value).
 IMAGE_LAYOUTS = {"rgb8": (3, "rgb", 1), "bgr8": (3, "bgr", 1), "rgba8": (4, "rgb", 1), "bgra8": (4, "bgr", 1),
                  "mono8": (1, "mono", 1), "rgb16": (3, "rgb", 2), "bgr16": (3, "bgr", 2),
-                 "rgba16": (4, "rgb", 2), "bgra16": (4, "bgr", 2), "mono16": (1, "mono", 2)}
+                 "rgba16": (4, "rgb", 2), "bgra16": (4, "bgr", 2), "mono16": (1, "mono", 2),
+                 # YUV 4:2:2, two bytes a pixel (USB cameras' native formats): U Y0 V Y1, and Y0 U Y1 V
+                 "yuv422": (2, "uyvy", 1), "yuv422_yuy2": (2, "yuyv", 1)}
+# Where Y, U and V sit in each 4-byte pair of pixels of the two YUV 4:2:2 orders.
+_YUV422_BYTES = {"uyvy": (1, 3, 0, 2), "yuyv": (0, 2, 1, 3)}  # Y0, Y1, U, V
 assert tuple(IMAGE_LAYOUTS) == IMAGE_ENCODINGS
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _BYTES = (bytes, bytearray, memoryview)
@@ -422,6 +426,8 @@ def _pixels(msg: Any) -> tuple[np.ndarray, str]:
         raise FieldError(f"encoding {encoding!r} is not supported; publish one of {', '.join(IMAGE_ENCODINGS)}")
     if height <= 0 or width <= 0:
         raise FieldError(f"image is {width}x{height}; it needs at least one pixel")
+    if layout[1] in _YUV422_BYTES and width % 2:
+        raise FieldError(f"a {encoding} image is {width} pixels wide; YUV 4:2:2 pairs pixels, so it must be even")
     channels, depth = layout[0], layout[2]
     row = width * channels * depth
     step = step or row
@@ -441,6 +447,20 @@ def _pixels(msg: Any) -> tuple[np.ndarray, str]:
 
 def _has(msg: Any, name: str) -> bool:
     return name in msg if isinstance(msg, Mapping) else hasattr(msg, name)
+
+
+def _yuv422_to_rgb(pixels: np.ndarray, where: tuple[int, int, int, int]) -> np.ndarray:
+    """[h, w, 2] YUV 4:2:2 bytes -> [h, w, 3] uint8 RGB: ITU-R BT.601 with video range (Y 16-235,
+    chroma 16-240), as OpenCV's COLOR_YUV2RGB_UYVY / _YUY2, which cv_bridge uses for these encodings."""
+    height, width = pixels.shape[:2]
+    pairs = np.ascontiguousarray(pixels).reshape(height, width // 2, 4).astype(np.float32)
+    y0, y1, u, v = (pairs[:, :, i] for i in where)
+    luma = np.stack([y0, y1], axis=2).reshape(height, width)
+    luma = (luma - 16.0) * 1.164
+    u = np.repeat(u - 128.0, 2, axis=1)
+    v = np.repeat(v - 128.0, 2, axis=1)
+    rgb = np.stack([luma + 1.596 * v, luma - 0.813 * v - 0.391 * u, luma + 2.018 * u], axis=2)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 class ImageReader:
@@ -470,7 +490,9 @@ class ImageReader:
         hwc, encoding = _pixels(msg)
         height, width = hwc.shape[:2]
         channels, order, depth = IMAGE_LAYOUTS[encoding]
-        if order == "bgr":
+        if order in _YUV422_BYTES:
+            hwc = _yuv422_to_rgb(hwc, _YUV422_BYTES[order])
+        elif order == "bgr":
             hwc = hwc[:, :, 2::-1]
         elif channels == 4:
             hwc = hwc[:, :, :3]

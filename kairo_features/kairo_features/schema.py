@@ -25,7 +25,8 @@ DETECTION_TYPE = "kairo_interfaces/msg/Detection2DArray"
 # kairo_interfaces mirrors, serves as well where vision_msgs is installed.
 DETECTION_TYPES = (DETECTION_TYPE, "vision_msgs/msg/Detection2DArray")
 # Encodings an image message may arrive in (the reader converts them) ...
-IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "rgb16", "bgr16", "rgba16", "bgra16", "mono16")
+IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "rgb16", "bgr16", "rgba16", "bgra16", "mono16",
+                   "yuv422", "yuv422_yuy2")
 # ... and the one a model takes, by its channel count C of [C, H, W].
 MODEL_ENCODINGS = {3: "rgb8", 1: "mono8"}
 # The one graph output a detection model has instead of one per output entry:

@@ -157,6 +157,26 @@ def test_16_bit_images_honour_is_bigendian(encoding: str, order: list[int], big_
     np.testing.assert_allclose(out, deep.transpose(2, 0, 1) / 65535, rtol=1e-6)
 
 
+@pytest.mark.parametrize(("encoding", "order"), [("yuv422", (1, 0, 3, 2)), ("yuv422_yuy2", (0, 1, 2, 3))])
+def test_yuv422_images_become_rgb(encoding: str, order: tuple[int, int, int, int]) -> None:
+    """Pairs of pixels of one colour, encoded by BT.601 video range, come back as that colour (to rounding)."""
+    colours = np.array([[200, 30, 40], [20, 180, 60], [30, 60, 220], [128, 128, 128], [250, 250, 250], [5, 5, 5]],
+                       np.float64)
+    r, g, b = colours.T
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    pair = np.stack([y, u, y, v], axis=1)[:, order]  # Y0 U Y1 V, reordered into the encoding's byte order
+    data = np.rint(pair).astype(np.uint8).reshape(1, -1).repeat(2, axis=0)  # 2 rows of 12 pixels
+    msg = SimpleNamespace(height=2, width=12, encoding=encoding, step=24, is_bigendian=0, data=data.tobytes())
+    out = image_to_array(msg, (3, 2, 12))
+    expected = colours.repeat(2, axis=0).T[:, None, :].repeat(2, axis=1) / 255
+    np.testing.assert_allclose(out, expected, atol=3 / 255)
+    odd = SimpleNamespace(height=2, width=11, encoding=encoding, step=24, data=data.tobytes())
+    with pytest.raises(FieldError, match=f"a {encoding} image is 11 pixels wide; .* must be even"):
+        image_to_array(odd, (3, 2, 12))
+
+
 def test_mono_images() -> None:
     mono = np.array([[0, 10, 20], [30, 40, 50]], np.uint8)
     msg = _image("mono8", mono[:, :, None])
@@ -238,7 +258,7 @@ def test_boxes_map_back_to_the_original_pixels() -> None:
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    ({"encoding": "yuv422"}, r"^encoding 'yuv422' is not supported; publish one of rgb8, bgr8"),
+    ({"encoding": "32FC1"}, r"^encoding '32FC1' is not supported; publish one of rgb8, bgr8"),
     ({"data": b"\x00" * 10}, r"^10 bytes with step 9 cannot hold a 3x2 rgb8 image"),
     ({"step": 4}, r"^.* bytes with step 4 cannot hold"),
     ({"width": 0}, r"^image is 0x2; it needs at least one pixel"),
