@@ -6,6 +6,7 @@ The screenshots it takes are the README's (docs/screenshots/*.png).
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ TABLET = {"width": 820, "height": 1180}
 WAIT_MS = 180_000  # generous: two loaded cores train while the browser waits
 ROBOTS = ("rob_ui_1", "rob_ui_2", "rob_ui_3")
 ROBOT_ID = "rob_uiarm"  # the robot the trained model is for
+EPOCHS = 24  # of the run whose curve the page watches
 
 expect.set_options(timeout=WAIT_MS)
 
@@ -60,7 +62,7 @@ def ui_api(ui_server: Server, ui_key: str) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def dataset(ui_server: Server, ui_key: str) -> str:
     return cli(ui_server.data_dir, "datasets", "create-demo", "navigation", "--workspace",
-               "fleet-ops", "--samples", "3000", "--seed", "3")
+               "fleet-ops", "--samples", "2000", "--seed", "3")
 
 
 @pytest.fixture(scope="module")
@@ -181,14 +183,14 @@ def test_sign_in_holds_only_a_session_cookie_and_a_model_appears(
 
 def test_run_curve_gains_points_live(page: Page, ui_server: Server, ui_api: httpx.Client,
                                      dataset: str, state: dict[str, Any]) -> None:
-    second = train(ui_api, dataset, epochs=40)  # queued behind v1: the page sees it start
+    second = train(ui_api, dataset, epochs=EPOCHS)  # queued behind v1: the page sees it start
     assert second["model_id"] == state["model_id"]
     state["v2_run"] = second["run_id"]
     page.goto(f"{ui_server.url}/ui/models/{state['model_id']}/runs/{second['run_id']}")
     expect(page.locator("#curve-stream")).to_have_count(1)  # queued or running: live
     page.evaluate("window.sameDocument = true")  # gone if the page were reloaded
     shown = int(page.get_attribute("#curve", "data-points") or 0)
-    assert shown < 38, "the run finished before the page could watch it"
+    assert shown < EPOCHS - 2, "the run finished before the page could watch it"
     # points arrive over server-sent events, into this same document
     page.wait_for_function(
         "n => window.sameDocument === true && "
@@ -199,10 +201,10 @@ def test_run_curve_gains_points_live(page: Page, ui_server: Server, ui_api: http
     # once complete, the page shows its metrics and logs (it reloads itself)
     expect(page.locator("#metrics")).to_be_visible()
     expect(page.locator("#run-status")).to_contain_text("complete")
-    expect(page.locator("#curve")).to_have_attribute("data-points", "40")
-    expect(page.locator("#logs")).to_contain_text("epoch 40/40")
+    expect(page.locator("#curve")).to_have_attribute("data-points", str(EPOCHS))
+    expect(page.locator("#logs")).to_contain_text(f"epoch {EPOCHS}/{EPOCHS}")
     run = ui_api.get(f"/v1/models/{state['model_id']}/runs/{second['run_id']}").json()
-    assert run["status"] == "complete" and run["metrics"]["epochs_run"] == 40
+    assert run["status"] == "complete" and run["metrics"]["epochs_run"] == EPOCHS
     shot(page, "run")
 
 
@@ -221,6 +223,15 @@ def test_promote_from_the_page_reaches_the_api(page: Page, ui_server: Server,
     assert model["active_version"] == "v1"
     assert [(p["from"], p["to"]) for p in model["promotions"]] == [(None, "v1")]
     expect(page.locator("#active-version")).to_have_text("v1")
+
+    # the export's signed link (the API's own), downloaded: the bytes the API recorded
+    page.locator("tr[data-version=v1]").get_by_role("button", name="Export ONNX").click()
+    link = page.get_attribute("#download", "href") or ""
+    assert "/downloads/" in link and "sig=" in link
+    onnx = httpx.get(link, timeout=30)
+    assert onnx.status_code == 200
+    v1 = next(v for v in model["versions"] if v["version"] == "v1")
+    assert hashlib.sha256(onnx.content).hexdigest() == v1["sha256"]
 
 
 def test_fleet_shows_robots_and_a_canary_widens_from_the_page(
@@ -284,7 +295,7 @@ def test_cross_site_posts_are_refused(page: Page, browser: BrowserContext, ui_se
         def log_message(self, *args: Any) -> None:
             pass
 
-    evil = http.server.HTTPServer(("127.0.0.1", 0), Evil)
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Evil)
     threading.Thread(target=evil.serve_forever, daemon=True).start()
     try:
         with page.expect_response(target) as answer:
@@ -323,7 +334,7 @@ def test_datasets_and_models_pages(page: Page, ui_server: Server, dataset: str,
     page.goto(f"{ui_server.url}/ui/datasets")
     row = page.locator(f"tr[data-dataset-id={dataset}]")
     expect(row).to_contain_text("demo")
-    expect(row).to_contain_text("3000")
+    expect(row).to_contain_text("2000")
     shot(page, "datasets")
     page.goto(f"{ui_server.url}/ui/models")
     row = page.locator(f"tr[data-model-id={state['model_id']}]")
@@ -354,6 +365,28 @@ def test_a_workspace_sees_only_its_own(playwright: Playwright, ui_server: Server
         expect(other.locator("#no-robots")).to_be_visible()
     finally:
         context.close()
+
+
+def test_cancel_a_run_and_delete_the_model_from_the_page(
+        page: Page, ui_server: Server, ui_api: httpx.Client, dataset: str,
+        state: dict[str, Any]) -> None:
+    model_id = state["model_id"]
+    third = train(ui_api, dataset, epochs=1000)
+    page.goto(f"{ui_server.url}/ui/models/{model_id}/runs/{third['run_id']}")
+    page.get_by_role("link", name="Cancel…").click()
+    expect(page.locator("#question")).to_contain_text(third["run_id"])
+    page.click("#confirm")
+    expect(page.locator("#notice")).to_contain_text("The run of v3 was cancelled")
+    run = ui_api.get(f"/v1/models/{model_id}/runs/{third['run_id']}").json()
+    assert run["status"] == "cancelled"
+
+    page.get_by_role("link", name="Delete this model…").click()
+    expect(page.locator("#question")).to_contain_text("cannot be undone")
+    assert ui_api.get(f"/v1/models/{model_id}").status_code == 200  # not before the confirm
+    page.click("#confirm")
+    expect(page).to_have_url(ui_server.url + "/ui/models")
+    expect(page.locator("#no-models")).to_be_visible()
+    assert ui_api.get(f"/v1/models/{model_id}").status_code == 404
 
 
 def test_sign_out_ends_the_session(page: Page, browser: BrowserContext,

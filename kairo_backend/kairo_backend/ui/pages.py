@@ -16,6 +16,7 @@ import anyio
 import pydantic
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, StreamingResponse
 
@@ -32,7 +33,7 @@ from kairo_backend.schemas.runs import run_public
 from kairo_backend.ui import auth, fleet_view
 from kairo_backend.ui.auth import Refused, SignInRequired, UiSession, checked_form, field
 from kairo_backend.ui.curves import epochs_after
-from kairo_backend.ui.render import SECURITY_HEADERS, page
+from kairo_backend.ui.render import SECURITY_HEADERS, fragment, page
 
 ACTIVE = ("queued", "running")
 STREAM_POLL_S = 0.5  # how often a run's event stream looks for new epochs
@@ -114,18 +115,26 @@ async def signout(request: Request) -> Response:
 
 # models -------------------------------------------------------------------------------
 @router.get("/models")
-def models_page(request: Request, session: Session) -> Response:
+async def models_page(request: Request, session: Session) -> Response:
+    """The workspace's models. Their table is rendered once and reused until the
+    database changes, as GET /v1/models is (on the event loop's thread, whose cache
+    every request shares)."""
     ctx = _ctx(request)
-    runs = ctx.store.runs_for_models(session.workspace_id)
-    rows = []
-    for m in ctx.store.list_models(session.workspace_id):
-        model_runs = runs.get(m["id"], [])
-        shown = model_public(m, model_runs, [])
-        latest = model_runs[-1] if model_runs else None
-        rows.append({**shown, "updated_ts": m["updated_at"], "versions_count": len(model_runs),
-                     "latest_run": latest})
-    rows.sort(key=lambda r: r["updated_ts"], reverse=True)
-    return page("models.html", session=session, title="Models", nav="models", models=rows)
+    ws = session.workspace_id
+
+    def build() -> bytes:
+        runs = ctx.store.runs_for_models(ws)
+        rows = []
+        for m in ctx.store.list_models(ws):
+            model_runs = runs.get(m["id"], [])
+            rows.append({**model_public(m, model_runs, []), "updated_ts": m["updated_at"],
+                         "latest_run": model_runs[-1] if model_runs else None})
+        rows.sort(key=lambda r: r["updated_ts"], reverse=True)
+        return fragment("models_table.html", models=rows).encode()
+
+    table = ctx.store.cached(f"ui-models:{ws}", build).decode()
+    return page("models.html", session=session, title="Models", nav="models",
+                table=Markup(table))
 
 
 @router.get("/models/{model_id}")

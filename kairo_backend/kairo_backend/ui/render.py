@@ -59,6 +59,11 @@ _env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
 _env.filters.update(iso=iso, ago=ago, number=number, percent=percent)
 
 
+def fragment(template: str, **values: Any) -> str:
+    """A template's HTML, to be placed in a page."""
+    return _env.get_template(template).render(**values)
+
+
 def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     values.setdefault("nav", "")
     html = _env.get_template(template).render(**values)
