@@ -34,6 +34,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kairo_backend.store import engine
+
 log = logging.getLogger("kairo_backend")
 
 
@@ -105,15 +107,15 @@ BUSY_RETRY_AFTER_S = 1
 def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in DISK_FULL
-    return isinstance(exc, sqlite3.Error) and (
+    return (isinstance(exc, sqlite3.Error) and (
         getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
-        or "disk is full" in str(exc))
+        or "disk is full" in str(exc))) or engine.disk_full_error(exc)
 
 
 def is_database_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and (
+    return (isinstance(exc, sqlite3.OperationalError) and (
         getattr(exc, "sqlite_errorcode", None) in (_SQLITE_BUSY, _SQLITE_LOCKED)
-        or "database is locked" in str(exc))
+        or "database is locked" in str(exc))) or engine.busy_error(exc)
 
 
 def storage_error(exc: BaseException) -> KairoError | None:
@@ -197,6 +199,8 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KairoError, kairo_error)
     app.add_exception_handler(OSError, storage)
     app.add_exception_handler(sqlite3.Error, storage)
+    for error_type in engine.database_error_types():  # PostgreSQL's, when installed
+        app.add_exception_handler(error_type, storage)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     # any other exception: kairo_backend.gate (inside Starlette's ServerErrorMiddleware,

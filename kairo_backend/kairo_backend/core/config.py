@@ -21,6 +21,20 @@ def _default_threads() -> int:
     return max(1, min(2, (os.cpu_count() or 2) // 2))
 
 
+def _default_database_url() -> str | None:
+    return os.environ.get("KAIRO_DATABASE_URL") or None
+
+
+def _default_link_secret() -> str | None:
+    return os.environ.get("KAIRO_LINK_SECRET") or None
+
+
+def database_for(data_dir: Path) -> Path | str:
+    """The database a worker or tool of this data dir opens: KAIRO_DATABASE_URL (the
+    server passes its own on), else the SQLite file in the data dir."""
+    return _default_database_url() or Path(data_dir) / "kairo.db"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -35,6 +49,13 @@ class Settings:
     download_ttl_s: int = 24 * 3600
     public_url: str | None = None  # base of download links; default: the request's host
     access_log: bool = False
+    # postgresql://USER[:PASSWORD]@HOST:PORT/DB: the database every replica shares
+    # (docs/deploy.md); None: the SQLite file in the data dir.
+    database_url: str | None = field(default_factory=_default_database_url)
+    # The key of signed download links, the same for every replica (at least 32
+    # characters); None: on PostgreSQL made once and kept in the database, on SQLite
+    # the data dir's secret.key.
+    link_secret: str | None = field(default_factory=_default_link_secret, repr=False)
 
     def __post_init__(self) -> None:
         # resolved once: workers and the CLI run with other working directories
@@ -49,12 +70,20 @@ class Settings:
             raise ValueError(f"max_dataset_mb must be > 0, got {self.max_dataset_mb}")
         if self.max_dataset_samples < 1:
             raise ValueError(f"max_dataset_samples must be >= 1, got {self.max_dataset_samples}")
+        if self.link_secret is not None and len(self.link_secret) < 32:
+            raise ValueError("the link secret (KAIRO_LINK_SECRET) must have at least 32 "
+                             "characters, e.g. the output of 'openssl rand -hex 32'")
         if self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / "kairo.db"
+
+    @property
+    def database(self) -> Path | str:
+        """What kairo_backend.store.Store opens: the URL, else the SQLite file."""
+        return self.database_url or self.db_path
 
     @property
     def datasets_dir(self) -> Path:

@@ -1,14 +1,23 @@
-"""The SQLite store: workspaces, keys, datasets, models, runs, logs, promotions.
+"""The store: workspaces, keys, datasets, models, runs, logs, promotions, replicas.
 
-One connection per thread (WAL mode, so the server's readers never wait on
-a training process that writes progress). Timestamps are unix seconds here;
-the schemas turn them into ISO 8601.
+On SQLite (a file in the data dir, the default) or PostgreSQL (a URL): one SQL
+text for both, the differences in kairo_backend.store.engine; the schema's
+versions in kairo_backend.store.migrations (Alembic). One connection per thread.
+Timestamps are unix seconds here; the schemas turn them into ISO 8601.
+
+Several servers ("replicas") may share one PostgreSQL database: each registers
+itself (kairo_backend.store.replicas keeps its heartbeat), a run claimed from the
+queue records the replica that trains it, and `running_runs` gives a replica only
+the runs it must look after, its own and those of replicas that are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,57 +27,9 @@ from typing import Any
 
 from kairo_backend.core import security
 from kairo_backend.core.util import new_id, now
-from kairo_backend.store.fleet import FLEET_SCHEMA
+from kairo_backend.store import migrate
+from kairo_backend.store.engine import Connection, PostgresEngine, Row, SQLiteEngine, make_engine
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS workspaces (
-    id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_hash TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id),
-    created_at REAL NOT NULL, id TEXT, prefix TEXT, revoked_at REAL);
-CREATE TABLE IF NOT EXISTS datasets (
-    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, task TEXT NOT NULL,
-    samples INTEGER NOT NULL, features TEXT NOT NULL, path TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS datasets_ws ON datasets(workspace_id, created_at);
-CREATE TABLE IF NOT EXISTS models (
-    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, task TEXT NOT NULL,
-    robot_id TEXT NOT NULL, active_version TEXT, created_at REAL NOT NULL,
-    updated_at REAL NOT NULL, next_version INTEGER NOT NULL DEFAULT 1);
-CREATE INDEX IF NOT EXISTS models_ws ON models(workspace_id, robot_id, task);
-CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
-    model_id TEXT NOT NULL, workspace_id TEXT NOT NULL, version TEXT NOT NULL,
-    dataset_id TEXT NOT NULL, task TEXT NOT NULL, architecture TEXT NOT NULL,
-    config TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
-    started_at REAL, completed_at REAL, duration_s REAL, metrics TEXT,
-    artifact_size_mb REAL, sha256 TEXT, error TEXT, progress TEXT,
-    estimated_duration_s REAL, samples INTEGER NOT NULL DEFAULT 0, pid INTEGER,
-    interruptions INTEGER NOT NULL DEFAULT 0, artifact_error TEXT);
-CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id, seq);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status, seq);
-CREATE TABLE IF NOT EXISTS run_logs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, at REAL NOT NULL,
-    line TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS run_logs_run ON run_logs(run_id, id);
-CREATE TABLE IF NOT EXISTS promotions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, model_id TEXT NOT NULL, at REAL NOT NULL,
-    from_version TEXT, to_version TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS throughput (
-    key TEXT PRIMARY KEY, samples_per_s REAL NOT NULL, overhead_s REAL NOT NULL,
-    updated_at REAL NOT NULL);
-"""
-
-# Columns added after the first release: (table, column, declaration).
-_ADDED_COLUMNS = (
-    ("runs", "interruptions", "INTEGER NOT NULL DEFAULT 0"),  # runs re-queued after a stop
-    ("runs", "artifact_error", "TEXT"),  # why the stored artifact cannot be served
-    ("api_keys", "id", "TEXT"),
-    ("api_keys", "prefix", "TEXT"),
-    ("api_keys", "revoked_at", "REAL"),
-    ("datasets", "source", "TEXT"),  # JSON: the recording a dataset was imported from
-    ("datasets", "dropped", "TEXT"),  # JSON: samples the import dropped, by reason
-)
 # How long the server waits for another writer before answering 503: short,
 # so that a held lock never ties up the request threads.
 SERVER_BUSY_TIMEOUT_S = 1.5
@@ -80,13 +41,17 @@ KEY_CACHE_S = 0.5
 
 ACTIVE = ("queued", "running")
 FINISHED = ("complete", "failed", "cancelled")
+# A replica whose heartbeat is older than this is gone: its running runs are
+# re-queued by the others (at once when it ran on this host and its process is gone).
+REPLICA_LEASE_S = 20.0
+HOST = socket.gethostname()
 
 
 def _loads(v: str | None) -> Any:
     return json.loads(v) if v else None
 
 
-def _run_dict(row: sqlite3.Row, unrecorded: dict[str, dict[str, Any]] | None = None
+def _run_dict(row: Row, unrecorded: dict[str, dict[str, Any]] | None = None
               ) -> dict[str, Any]:
     d = dict(row)
     shown = unrecorded.get(d["id"]) if unrecorded else None
@@ -98,7 +63,7 @@ def _run_dict(row: sqlite3.Row, unrecorded: dict[str, dict[str, Any]] | None = N
     return d
 
 
-def _dataset_row(row: sqlite3.Row) -> dict[str, Any]:
+def _dataset_row(row: Row) -> dict[str, Any]:
     d = dict(row)
     d["features"] = json.loads(d["features"])
     d["source"] = json.loads(d["source"]) if d.get("source") else None
@@ -107,8 +72,12 @@ def _dataset_row(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, db_path: Path, busy_timeout_s: float = SERVER_BUSY_TIMEOUT_S) -> None:
-        self.path = db_path
+    def __init__(self, database: Path | str, busy_timeout_s: float = SERVER_BUSY_TIMEOUT_S,
+                 *, upgrade: bool = True) -> None:
+        """`database`: a SQLite file's path, or a `postgresql://` URL. `upgrade`: bring
+        the schema to the newest revision first (kairo_backend.store.migrate)."""
+        self.engine = make_engine(database, busy_timeout_s)
+        self.path = self.engine.path if isinstance(self.engine, SQLiteEngine) else None
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._key_cache: dict[str, tuple[str, float]] = {}  # key hash -> (workspace, valid until)
@@ -116,53 +85,52 @@ class Store:
         # Outcomes of runs this process could not write yet (a full disk):
         # run id -> the columns to show until the write succeeds.
         self.unrecorded: dict[str, dict[str, Any]] = {}
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self.conn
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
-        conn.executescript(FLEET_SCHEMA)
-        for table, column, declaration in _ADDED_COLUMNS:
-            columns = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:  # a data dir made by an older release
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-        if conn.execute("SELECT 1 FROM api_keys WHERE id IS NULL LIMIT 1").fetchone():
-            conn.execute("UPDATE api_keys SET id='key_'||substr(key_hash, 1, 12)"
-                         " WHERE id IS NULL")
+        # The replica this process serves as (register_replica), None for a worker or the CLI.
+        self.replica_id: str | None = None
+        self.engine.prepare(self.conn)
+        if upgrade:
+            migrate.ensure_schema(self.engine)
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        c: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if c is None:
-            c = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                                check_same_thread=False)
-            c.row_factory = sqlite3.Row
-            c.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            c.execute("PRAGMA synchronous=NORMAL")
-            c.execute("PRAGMA foreign_keys=ON")
+    def postgres(self) -> bool:
+        return isinstance(self.engine, PostgresEngine)
+
+    @property
+    def conn(self) -> Connection:
+        c: Connection | None = getattr(self._local, "conn", None)
+        if c is None or getattr(c, "broken", False):  # a PostgreSQL connection lost
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    c.close()
+            c = self.engine.connect()
             self._local.conn = c
         return c
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front."""
+    def tx(self) -> Iterator[Connection]:
+        """A write transaction: SQLite's write lock up front; on PostgreSQL the rows
+        read to be changed are locked by the statement (`FOR UPDATE`)."""
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")
+        self.engine.begin(c)
         try:
             yield c
         except BaseException:
-            c.execute("ROLLBACK")
+            try:
+                c.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - a lost connection: a new one next time
+                self._local.conn = None
             raise
         c.execute("COMMIT")
         self._writes += 1
 
-    def change_stamp(self) -> tuple[int, int]:
-        """Changes when anything commits: another connection or process
-        (PRAGMA data_version) or this process."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self._writes
+    def change_stamp(self) -> tuple[object, int]:
+        """Changes when anything commits: another connection or process (SQLite's
+        data_version, PostgreSQL's snapshot) or this process."""
+        return self.engine.change_stamp(self.conn), self._writes
 
     def cached(self, key: str, build: Callable[[], bytes]) -> bytes:
         """`build()`'s bytes, reused until the database changes (per thread)."""
-        cache: dict[str, tuple[tuple[int, int], bytes]] | None = getattr(
+        cache: dict[str, tuple[tuple[object, int], bytes]] | None = getattr(
             self._local, "cache", None)
         if cache is None:
             cache = self._local.cache = {}
@@ -184,13 +152,14 @@ class Store:
 
     # workspaces and keys -------------------------------------------------
     def ensure_workspace(self, name: str) -> str:
-        with self.tx() as c:
-            row = c.execute("SELECT id FROM workspaces WHERE name=?", (name,)).fetchone()
-            if row:
-                return str(row["id"])
-            ws = new_id("ws_")
-            c.execute("INSERT INTO workspaces VALUES (?,?,?)", (ws, name, now()))
-            return ws
+        row = self.conn.execute("SELECT id FROM workspaces WHERE name=?", (name,)).fetchone()
+        if row:
+            return str(row["id"])
+        with self.tx() as c:  # made once, whichever replica asks first
+            c.execute("INSERT INTO workspaces (id, name, created_at) VALUES (?,?,?)"
+                      " ON CONFLICT (name) DO NOTHING", (new_id("ws_"), name, now()))
+            return str(c.execute("SELECT id FROM workspaces WHERE name=?",
+                                 (name,)).fetchone()["id"])
 
     def create_key(self, workspace: str) -> str:
         """A new key for `workspace` (its id: security.key_id). Only its hash is stored."""
@@ -207,7 +176,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT k.id, k.prefix, w.name AS workspace, k.created_at, k.revoked_at"
             " FROM api_keys k JOIN workspaces w ON w.id=k.workspace_id"
-            " WHERE ? IS NULL OR w.name=? ORDER BY k.created_at, k.id",
+            " WHERE CAST(? AS TEXT) IS NULL OR w.name=? ORDER BY k.created_at, k.id",
             (workspace, workspace)).fetchall()
         return [dict(r) for r in rows]
 
@@ -317,8 +286,8 @@ class Store:
     def promote(self, model_id: str, version: str) -> str | None:
         """Make `version` active; return the version that was active before."""
         with self.tx() as c:
-            row = c.execute("SELECT active_version FROM models WHERE id=?",
-                            (model_id,)).fetchone()
+            row = c.execute("SELECT active_version FROM models WHERE id=?"
+                            + self.engine.for_update, (model_id,)).fetchone()
             before = row["active_version"] if row else None
             t = now()
             c.execute("UPDATE models SET active_version=?, updated_at=? WHERE id=?",
@@ -350,13 +319,18 @@ class Store:
         has `max_queued` runs waiting.
         """
         t = now()
+        lock = self.engine.for_update
         with self.tx() as c:
+            # submits to one workspace wait for each other (PostgreSQL: its row's lock),
+            # so that the queue's limit holds and a model is made once
+            c.execute("SELECT id FROM workspaces WHERE id=?" + lock, (ws,))
             waiting = c.execute("SELECT COUNT(*) FROM runs WHERE workspace_id=? AND"
                                 " status='queued'", (ws,)).fetchone()[0]
             if waiting >= max_queued:
                 return None
-            row = c.execute("SELECT * FROM models WHERE workspace_id=? AND robot_id=? AND task=?",
-                            (ws, robot_id, task)).fetchone()
+            # the model's row locked: its version numbers stay unique and contiguous
+            row = c.execute("SELECT * FROM models WHERE workspace_id=? AND robot_id=? AND task=?"
+                            + lock, (ws, robot_id, task)).fetchone()
             if row is None:
                 model_id = new_id("mdl_")
                 c.execute("INSERT INTO models (id, workspace_id, name, task, robot_id,"
@@ -409,20 +383,22 @@ class Store:
                           (run_id, now(), line))
 
     def claim_next_run(self, pid_placeholder: int = 0) -> dict[str, Any] | None:
-        """Move the oldest queued run to `running` (FIFO) and return it."""
+        """Move the oldest queued run to `running` (FIFO) and return it, owned by this
+        replica. Replicas claim at once: a run another one is claiming is passed over
+        (PostgreSQL's SKIP LOCKED), never claimed twice."""
         # An empty queue is seen on a plain read: the dispatcher's polls then commit
         # nothing, so cached answers (Store.cached) stay valid while nothing changes.
         if self.conn.execute("SELECT 1 FROM runs WHERE status='queued' LIMIT 1").fetchone() is None:
             return None
         with self.tx() as c:
             row = c.execute("SELECT id FROM runs WHERE status='queued' ORDER BY seq LIMIT 1"
-                            ).fetchone()
+                            + self.engine.skip_locked).fetchone()
             if row is None:
                 return None
             t = now()
             c.execute("UPDATE runs SET status='running', started_at=?, pid=?,"
-                      " progress=? WHERE id=?",
-                      (t, pid_placeholder, None, row["id"]))
+                      " progress=?, owner=? WHERE id=? AND status='queued'",
+                      (t, pid_placeholder, None, self.replica_id, row["id"]))
             c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
                       (row["id"], t, "running: worker process starting"))
             return _run_dict(c.execute("SELECT * FROM runs WHERE id=?", (row["id"],)).fetchone())
@@ -467,7 +443,7 @@ class Store:
         """Put a run that was `running` back in the queue, at its original place (its seq)."""
         with self.tx() as c:
             cur = c.execute("UPDATE runs SET status='queued', started_at=NULL, pid=NULL,"
-                            " progress=NULL, interruptions=interruptions+1"
+                            " progress=NULL, owner=NULL, interruptions=interruptions+1"
                             " WHERE id=? AND status='running'", (run_id,))
             if cur.rowcount:
                 c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
@@ -493,8 +469,66 @@ class Store:
                        else "artifact verified again"))
 
     def running_runs(self) -> list[dict[str, Any]]:
+        """The `running` runs this process looks after: all of them for a store that is
+        no replica; for a replica, its own, those of no replica and those of replicas
+        that are gone (replica_gone)."""
         rows = self.conn.execute("SELECT * FROM runs WHERE status='running'").fetchall()
-        return [_run_dict(r) for r in rows]
+        if self.replica_id is None:
+            return [_run_dict(r) for r in rows]
+        owners = {r["owner"] for r in rows} - {None, self.replica_id}
+        gone = {o for o in owners if self.replica_gone(o)}
+        return [_run_dict(r) for r in rows if r["owner"] in (None, self.replica_id)
+                or r["owner"] in gone]
+
+    # replicas ------------------------------------------------------------
+    def register_replica(self) -> str:
+        """Serve as a new replica (its id kept in replica_id); heartbeat() keeps it alive."""
+        replica = new_id("rep_")
+        t = now()
+        with self.tx() as c:
+            c.execute("INSERT INTO replicas (id, host, pid, started_at, heartbeat_at)"
+                      " VALUES (?,?,?,?,?)", (replica, HOST, os.getpid(), t, t))
+            # replicas gone for a day are forgotten (their runs were taken over long ago)
+            c.execute("DELETE FROM replicas WHERE heartbeat_at<?", (t - 86400,))
+        self.replica_id = replica
+        return replica
+
+    def heartbeat(self) -> None:
+        if self.replica_id is None:
+            return
+        with self.tx() as c:
+            c.execute("UPDATE replicas SET heartbeat_at=? WHERE id=?", (now(), self.replica_id))
+
+    def release_replica(self) -> None:
+        """This replica stops (its runs were stopped and re-queued by its dispatcher)."""
+        if self.replica_id is None:
+            return
+        with self.tx() as c:
+            c.execute("DELETE FROM replicas WHERE id=?", (self.replica_id,))
+
+    def replica_gone(self, replica: str) -> bool:
+        """No heartbeat for REPLICA_LEASE_S, or its process on this host has ended."""
+        row = self.conn.execute("SELECT host, pid, heartbeat_at FROM replicas WHERE id=?",
+                                (replica,)).fetchone()
+        if row is None or now() - row["heartbeat_at"] > REPLICA_LEASE_S:
+            return True
+        if row["host"] == HOST:
+            try:
+                os.kill(int(row["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+    def shared_secret(self, name: str) -> bytes:
+        """A random secret made once for every process on this database (the first
+        asks, the others read it)."""
+        with self.tx() as c:
+            c.execute("INSERT INTO settings (key, value) VALUES (?,?) ON CONFLICT (key)"
+                      " DO NOTHING", (name, secrets.token_bytes(32).hex()))
+            row = c.execute("SELECT value FROM settings WHERE key=?", (name,)).fetchone()
+        return bytes.fromhex(row["value"])
 
     # throughput (for honest estimates) -------------------------------------
     def throughput(self, key: str) -> tuple[float, float] | None:
@@ -506,10 +540,13 @@ class Store:
                           weight: float = 0.5) -> None:
         """Blend a new measurement into the stored one (exponential average)."""
         with self.tx() as c:
-            row = c.execute("SELECT samples_per_s, overhead_s FROM throughput WHERE key=?",
-                            (key,)).fetchone()
+            row = c.execute("SELECT samples_per_s, overhead_s FROM throughput WHERE key=?"
+                            + self.engine.for_update, (key,)).fetchone()
             if row is not None:
                 samples_per_s = (1 - weight) * row[0] + weight * samples_per_s
                 overhead_s = (1 - weight) * row[1] + weight * overhead_s
-            c.execute("INSERT OR REPLACE INTO throughput VALUES (?,?,?,?)",
+            c.execute("INSERT INTO throughput (key, samples_per_s, overhead_s, updated_at)"
+                      " VALUES (?,?,?,?) ON CONFLICT (key) DO UPDATE SET"
+                      " samples_per_s=excluded.samples_per_s, overhead_s=excluded.overhead_s,"
+                      " updated_at=excluded.updated_at",
                       (key, samples_per_s, overhead_s, now()))

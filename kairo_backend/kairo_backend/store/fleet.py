@@ -1,7 +1,8 @@
 """The fleet's tables: robots as they last reported, and deployments of model versions.
 
 `FleetStore` works on the Store's per-thread connection and its write transactions
-(`Store.tx`); rows come back as dicts with their JSON columns decoded. Robots are
+(`Store.tx`), on either engine; its tables are made by kairo_backend/store/migrations
+(0003); rows come back as dicts with their JSON columns decoded. Robots are
 per workspace (the same robot id in two workspaces is two robots). Times are unix
 seconds; kairo_backend.schemas.fleet turns rows into the API's objects.
 """
@@ -10,32 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from kairo_backend.core.util import new_id, now
 from kairo_backend.fleet.guard import GUARDED, LIVE, evaluate
+from kairo_backend.store.engine import Connection, Row
 
 if TYPE_CHECKING:
     from kairo_backend.store.db import Store
 
 log = logging.getLogger("kairo_backend.fleet")
-
-FLEET_SCHEMA = """
-CREATE TABLE IF NOT EXISTS robots (
-    workspace_id TEXT NOT NULL, id TEXT NOT NULL, node TEXT NOT NULL, task TEXT,
-    model_id TEXT NOT NULL, serving TEXT, health TEXT, shadow TEXT, refused TEXT NOT NULL,
-    period_s REAL NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
-    PRIMARY KEY (workspace_id, id));
-CREATE TABLE IF NOT EXISTS deployments (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
-    workspace_id TEXT NOT NULL, model_id TEXT NOT NULL, version TEXT NOT NULL,
-    previous_version TEXT, mode TEXT NOT NULL, robots TEXT NOT NULL, guard TEXT NOT NULL,
-    state TEXT NOT NULL, reason TEXT, progress TEXT NOT NULL, observing_since REAL,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS deployments_model ON deployments(model_id, seq);
-CREATE INDEX IF NOT EXISTS deployments_state ON deployments(state);
-"""
 
 _ROBOT_JSON = ("serving", "health", "shadow", "refused")
 _DEPLOYMENT_JSON = ("robots", "guard", "progress")
@@ -43,7 +28,7 @@ _LIVE_MARKS = ",".join("?" * len(LIVE))
 _GUARDED_MARKS = ",".join("?" * len(GUARDED))
 
 
-def _robot_row(row: sqlite3.Row) -> dict[str, Any]:
+def _robot_row(row: Row) -> dict[str, Any]:
     d = dict(row)
     for k in _ROBOT_JSON:
         d[k] = json.loads(d[k]) if d[k] else None
@@ -51,7 +36,7 @@ def _robot_row(row: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
-def _deployment_row(row: sqlite3.Row) -> dict[str, Any]:
+def _deployment_row(row: Row) -> dict[str, Any]:
     d = dict(row)
     for k in _DEPLOYMENT_JSON:
         d[k] = json.loads(d[k])
@@ -224,7 +209,7 @@ class FleetStore:
             dep.update(change, updated_at=at)
             return dep
 
-    def _decide(self, c: sqlite3.Connection, dep_id: str, at: float
+    def _decide(self, c: Connection, dep_id: str, at: float
                 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """A deployment's row and the columns to change (None: nothing to change)."""
         row = c.execute("SELECT * FROM deployments WHERE id=?", (dep_id,)).fetchone()

@@ -15,12 +15,6 @@ from kairo_backend.core import security
 from kairo_backend.core.util import now
 from kairo_backend.store.db import Store
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ui_sessions (
-    token_hash TEXT PRIMARY KEY, key_hash TEXT NOT NULL, workspace_id TEXT NOT NULL,
-    csrf_token TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS ui_sessions_expiry ON ui_sessions(expires_at);
-"""
 SESSION_TTL_S = 12 * 3600  # a working day; signing in again needs the key
 
 
@@ -30,8 +24,7 @@ def _token_hash(token: str) -> str:
 
 class Sessions:
     def __init__(self, store: Store) -> None:
-        self.store = store
-        store.conn.executescript(SCHEMA)
+        self.store = store  # its table: kairo_backend/store/migrations (0004)
 
     def create(self, key: str) -> tuple[str, dict[str, Any]] | None:
         """A new session for a valid key: (the browser's token, the session), else None."""

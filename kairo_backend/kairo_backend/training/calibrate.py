@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from kairo_backend.core.config import database_for
     from kairo_backend.store import Store
     from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
     from kairo_backend.training import export, trainer
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(a.threads)
     startup = time.perf_counter() - T0
-    store = Store(a.data_dir / "kairo.db", busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
+    store = Store(database_for(a.data_dir), busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
     for task, n in (("manipulation", 1000), ("navigation", 1000), ("object_detection", 300)):
         arch = resolve_architecture("auto", task)
         key = f"{task}/{arch}"

@@ -20,6 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
+from kairo_backend.core.config import database_for
 from kairo_backend.exporters.artifacts import file_sha256
 from kairo_backend.store import Store
 from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
@@ -40,7 +41,7 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
     t_start = time.perf_counter()
-    store = Store(data_dir / "kairo.db", busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
+    store = Store(database_for(data_dir), busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
     job = store.get_run(run_id)
     if job is None or job["status"] != "running":
         return 0
