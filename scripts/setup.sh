@@ -33,6 +33,19 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# The PostgreSQL engine's tests (kairo_backend/tests/postgres.py) start Debian's
+# PostgreSQL 15 server in a temporary directory; a robot or `make demo` never needs it.
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${KAIRO_PG_BIN:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing postgresql-15 (the backend's PostgreSQL tests)"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null; }; } \
+      || die "installing postgresql-15 failed: run 'apt-get install postgresql-15' and see its messages."
+  else
+    die "PostgreSQL 15's server is missing: the backend's PostgreSQL tests need it (Debian/Ubuntu: sudo apt-get install postgresql-15; or set KAIRO_PG_BIN to a directory with initdb, pg_ctl and postgres)."
+  fi
+fi
+
 if [ -n "${ROS_DISTRO:-}" ]; then
   # A robot with ROS 2 installed and sourced: build against it.
   if [ -n "${ROS_DISTRO_WHEELS:-}" ] && [ "$ROS_DISTRO_WHEELS" != "$ROS_DISTRO" ]; then
