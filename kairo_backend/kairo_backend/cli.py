@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kairo_backend.core.config import Settings, default_data_dir
+from kairo_backend.core.config import EXECUTORS, Settings, default_data_dir
 from kairo_backend.errors import KairoError
 from kairo_features.schema import TASKS
 
@@ -43,6 +43,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="torch threads per training process")
     s.add_argument("--public-url", default=None, help="base URL for download links")
     s.add_argument("--access-log", action="store_true")
+    s.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="where runs train: local worker processes, or tasks on a Ray "
+                        "cluster (default: $KAIRO_EXECUTOR, else local; docs/deploy.md)")
+    s.add_argument("--ray-address", default=None,
+                   help="with --executor ray: the Ray head, HOST:PORT, or 'auto' for the "
+                        "one on this machine (default: $KAIRO_RAY_ADDRESS)")
+    s.add_argument("--ray-num-cpus", type=float, default=1.0,
+                   help="with --executor ray: CPUs each run's task declares")
+    s.add_argument("--ray-num-gpus", type=float, default=None,
+                   help="with --executor ray: GPUs each run's task declares (default: 1 "
+                        "when the cluster has GPUs, else 0)")
 
     k = sub.add_parser("keys", help="API keys")
     ksub = k.add_subparsers(dest="keys_command", required=True)
@@ -179,12 +190,17 @@ def main(argv: list[str] | None = None) -> int:
             kw: dict[str, object] = {}
             if args.torch_threads:
                 kw["torch_threads"] = args.torch_threads
+            if args.executor:  # else KAIRO_EXECUTOR / KAIRO_RAY_ADDRESS, read by Settings
+                kw["executor"] = args.executor
+            if args.ray_address:
+                kw["ray_address"] = args.ray_address
             settings = Settings(data_dir=data_dir, host=args.host, port=args.port,
                                 workers=args.workers, max_upload_mb=args.max_upload_mb,
                                 max_dataset_mb=args.max_dataset_mb,
                                 max_dataset_samples=args.max_samples,
                                 public_url=args.public_url, access_log=args.access_log,
-                                **kw)  # type: ignore[arg-type]
+                                ray_num_cpus=args.ray_num_cpus,
+                                ray_num_gpus=args.ray_num_gpus, **kw)  # type: ignore[arg-type]
             return _serve(settings)
         from kairo_backend.store import Store
         from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S

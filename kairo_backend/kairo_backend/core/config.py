@@ -21,6 +21,17 @@ def _default_threads() -> int:
     return max(1, min(2, (os.cpu_count() or 2) // 2))
 
 
+EXECUTORS = ("local", "ray")
+
+
+def _default_executor() -> str:
+    return os.environ.get("KAIRO_EXECUTOR") or "local"
+
+
+def _default_ray_address() -> str | None:
+    return os.environ.get("KAIRO_RAY_ADDRESS") or None
+
+
 def _default_database_url() -> str | None:
     return os.environ.get("KAIRO_DATABASE_URL") or None
 
@@ -56,6 +67,12 @@ class Settings:
     # characters); None: on PostgreSQL made once and kept in the database, on SQLite
     # the data dir's secret.key.
     link_secret: str | None = field(default_factory=_default_link_secret, repr=False)
+    # Where runs train (docs/deploy.md): "local" worker processes, or "ray" tasks on the
+    # cluster at ray_address (HOST:PORT of its head, or "auto" for the one on this machine).
+    executor: str = field(default_factory=_default_executor)
+    ray_address: str | None = field(default_factory=_default_ray_address)
+    ray_num_cpus: float = 1.0  # CPUs each run's Ray task declares
+    ray_num_gpus: float | None = None  # GPUs each run declares; None: 1 when the cluster has any
 
     def __post_init__(self) -> None:
         # resolved once: workers and the CLI run with other working directories
@@ -75,6 +92,13 @@ class Settings:
                              "characters, e.g. the output of 'openssl rand -hex 32'")
         if self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, "
+                             f"got {self.executor!r} (KAIRO_EXECUTOR or --executor)")
+        if self.ray_num_cpus <= 0:
+            raise ValueError(f"ray_num_cpus must be > 0, got {self.ray_num_cpus}")
+        if self.ray_num_gpus is not None and self.ray_num_gpus < 0:
+            raise ValueError(f"ray_num_gpus must be >= 0, got {self.ray_num_gpus}")
 
     @property
     def db_path(self) -> Path:

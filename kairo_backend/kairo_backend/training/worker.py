@@ -1,9 +1,11 @@
-"""One training run in its own process: `python -m kairo_backend.training.worker`.
+"""One training run: `python -m kairo_backend.training.worker`, or `run()` in a Ray task.
 
-Started by the dispatcher; writes progress and logs to the DB as it goes,
-the artifacts beside it, and the final status. Dies with its parent (Linux
-PR_SET_PDEATHSIG), so a killed server leaves no orphan to finish a run that
-the restarted server already marked failed.
+Started by the dispatcher's executor; writes progress and logs to the DB as
+it goes, the artifacts beside it, and the final status. As a process it dies
+with its parent (Linux PR_SET_PDEATHSIG), so a killed server leaves no
+orphan to finish a run that the restarted server already marked failed; a
+Ray task dies with its driver, the server, the same way (Ray ends a dead
+driver's tasks).
 """
 
 from __future__ import annotations
@@ -39,9 +41,19 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(3)
 
 
-def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
+def run(data_dir: Path, run_id: str, parent_pid: int | None, threads: int) -> int:
+    """Train run `run_id`, recording everything in the data dir; the exit status.
+    `parent_pid`: the server's process, whose end ends the run (None: not a child of it)."""
     t_start = time.perf_counter()
     store = Store(database_for(data_dir), busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
+    try:
+        return _train(store, data_dir, run_id, parent_pid, threads, t_start)
+    finally:
+        store.close()  # a Ray worker process trains other runs after this one
+
+
+def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
+           threads: int, t_start: float) -> int:
     job = store.get_run(run_id)
     if job is None or job["status"] != "running":
         return 0
@@ -68,7 +80,7 @@ def run(data_dir: Path, run_id: str, parent_pid: int, threads: int) -> int:
         epoch_seconds: list[float] = []
 
         def on_epoch(info: trainer.EpochInfo) -> bool:
-            if os.getppid() != parent_pid:
+            if parent_pid is not None and os.getppid() != parent_pid:
                 sys.exit(3)
             epoch_seconds.append(info.seconds)
             per_epoch = sum(epoch_seconds) / len(epoch_seconds)

@@ -1,0 +1,219 @@
+"""The Ray executor: a real Ray head (2 CPUs, loopback, its own temporary
+directory) and a real `kairo-backend serve --executor ray` on it, driven
+through the HTTP API: a run trains as a Ray task, a cancel ends its task, a
+run whose Ray worker is killed is re-queued once and completes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import onnxruntime as ort
+import pytest
+
+from conftest import Server, cli, wait_run
+
+# Loopback only, nothing sent home: Ray binds its servers to the node's address,
+# which is the machine's network address unless clusters are switched off this way.
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+HEAD_START_S = 120.0
+TASK_TITLE = b"ray::kairo-run "  # the Ray worker's process title while it trains a run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """`ray start --head --block` in its own process group; the whole group ends after."""
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    # a short path: Ray's unix sockets live under it (108 bytes at most)
+    temp = tempfile.mkdtemp(prefix="kray")
+    port = _free_port()
+    env = {**os.environ, **RAY_ENV}
+    proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
+         "--port", str(port), "--node-ip-address", "127.0.0.1", "--temp-dir", temp,
+         "--include-dashboard", "false", "--disable-usage-stats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        started, output = False, []
+        deadline = time.monotonic() + HEAD_START_S
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "Ray runtime started" in line:
+                started = True
+                break
+        assert started, "the Ray head did not start:\n" + "".join(output[-30:])
+        threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
+        yield f"127.0.0.1:{port}"
+    finally:
+        # the head's processes and its workers share its process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_server(ray_head: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("kairo-ray")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in RAY_ENV.items():
+            mp.setenv(name, value)
+        srv = Server(data_dir, ["--executor", "ray", "--ray-address", ray_head]).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_api(ray_server: Server) -> Iterator[httpx.Client]:
+    key = cli(ray_server.data_dir, "keys", "create", "--workspace", "rayws")
+    with ray_server.client(key) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def dataset(ray_server: Server) -> str:
+    return cli(ray_server.data_dir, "datasets", "create-demo", "navigation", "--workspace",
+               "rayws", "--samples", "600", "--seed", "3")
+
+
+def _train(api: httpx.Client, dataset: str, config: dict[str, Any]) -> dict[str, Any]:
+    r = api.post("/v1/models/train", json={"dataset_id": dataset, "robot_id": "rob_ray",
+                                           "task": "navigation", "config": config})
+    assert r.status_code in (200, 201, 202), r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def _get(api: httpx.Client, run: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = api.get(f"/v1/models/{run['model_id']}/runs/{run['run_id']}").json()
+    return out
+
+
+def _wait(check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _wait_training(api: httpx.Client, run: dict[str, Any]) -> None:
+    """Until the run has trained an epoch (so its Ray task is under way)."""
+    def training() -> bool:
+        now = _get(api, run)
+        return now["status"] == "running" and bool(now.get("progress"))
+
+    assert _wait(training, timeout=120), _get(api, run)
+
+
+def _task_pids(run_id: str) -> list[int]:
+    """The Ray worker processes running the run's task, found by their process title."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(
+                    TASK_TITLE + run_id.encode()):
+                pids.append(int(pid))
+    return pids
+
+
+def test_a_run_trains_as_a_ray_task(ray_server: Server, ray_api: httpx.Client,
+                                    dataset: str) -> None:
+    run = _train(ray_api, dataset, {"epochs": 3})
+    done = wait_run(ray_api, run["model_id"], run["run_id"], timeout=180)
+    assert done["status"] == "complete", done
+    assert done["metrics"]["epochs_run"] == 3 and done["metrics"]["val_accuracy"] > 0, done
+    assert any("epoch 3/3" in line for line in done["logs"]), done["logs"]
+    log_file = ray_server.data_dir / "logs" / f"{run['run_id']}.log"
+    assert "ray task in process" in log_file.read_text(), log_file.read_text()
+    link = ray_api.post(f"/v1/models/{run['model_id']}/export",
+                        json={"format": "onnx", "version": done["model_version"]})
+    assert link.status_code == 200, link.text
+    onnx = httpx.get(link.json()["download_url"], timeout=30)
+    assert onnx.status_code == 200
+    session = ort.InferenceSession(onnx.content, providers=["CPUExecutionProvider"])
+    assert session.get_inputs(), "the downloaded model has no inputs"
+
+
+def test_cancel_ends_the_ray_task(ray_api: httpx.Client, dataset: str) -> None:
+    run = _train(ray_api, dataset, {"epochs": 1000, "batch_size": 4})
+    _wait_training(ray_api, run)
+    pids = _wait(lambda: _task_pids(run["run_id"]), timeout=30)
+    assert pids, "no Ray worker process runs the task"
+    r = ray_api.post(f"/v1/models/{run['model_id']}/runs/{run['run_id']}/cancel")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled"
+    assert _wait(lambda: not _task_pids(run["run_id"]), timeout=30), \
+        "the Ray task still runs after the cancel"
+    time.sleep(1.0)  # the dispatcher has reaped the task by now: the run stays cancelled
+    after = _get(ray_api, run)
+    assert after["status"] == "cancelled", after
+    assert not any("re-queued" in line for line in after["logs"]), after["logs"]
+
+
+def test_a_run_whose_ray_worker_dies_is_requeued_once(ray_api: httpx.Client,
+                                                      dataset: str) -> None:
+    run = _train(ray_api, dataset, {"epochs": 120, "batch_size": 16})
+    _wait_training(ray_api, run)
+    pids = _wait(lambda: _task_pids(run["run_id"]), timeout=30)
+    assert pids, "no Ray worker process runs the task"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+    def requeued() -> bool:
+        return any("re-queued: its Ray worker or node died" in line
+                   for line in _get(ray_api, run)["logs"])
+
+    assert _wait(requeued, timeout=60), _get(ray_api, run)
+    done = wait_run(ray_api, run["model_id"], run["run_id"], timeout=180)
+    assert done["status"] == "complete", done
+    assert done["metrics"]["epochs_run"] == 120, done
+    assert sum("re-queued" in line for line in done["logs"]) == 1, done["logs"]
+    versions = ray_api.get(f"/v1/models/{run['model_id']}").json()["versions"]
+    assert [v["version"] for v in versions] == [done["model_version"]], versions
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--executor", "ray"], "--ray-address"),
+    (["--executor", "ray", "--ray-address", "127.0.0.1:{port}"], "no Ray head answers"),
+])
+def test_bad_ray_settings_say_what_to_do(tmp_path: Path, args: list[str], says: str) -> None:
+    port = str(_free_port())  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if k not in ("KAIRO_EXECUTOR",
+                                                            "KAIRO_RAY_ADDRESS")}
+    out = subprocess.run([sys.executable, "-m", "kairo_backend", "serve", "--port", "0",
+                          "--data-dir", str(tmp_path),
+                          *[a.format(port=port) for a in args]],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert out.returncode == 2, out
+    assert says in out.stderr and "Traceback" not in out.stderr + out.stdout, out.stderr
