@@ -8,8 +8,11 @@ included. Retries, with exponential backoff, happen only where repeating is
 safe: on 429 and 503 (the server refused the request; Retry-After is
 honoured when it fits the deadline), on connection failures before the
 request was sent, and, for idempotent calls (GET, DELETE, cancel, export,
-downloads), also on failures after it was sent. A POST train that may have
-reached the server is never repeated, so one goal never starts two runs.
+downloads), also on failures after it was sent. A POST train, deployment,
+or a deployment's promote or rollback that may have reached the server is
+never repeated (a second one would start a second run or deployment, or
+answer 409 for the first's effect); a heartbeat is never repeated at all
+(the next one follows within a period).
 
 The client is thread-safe: one instance serves every callback of a node.
 The key is sent to the API's own origin only, never to a download URL.
@@ -45,11 +48,16 @@ from kairo_ros.api.errors import (
     api_error_class,
 )
 from kairo_ros.api.types import (
+    DEPLOYMENT_MODES,
     EXPORT_FORMATS,
+    Assignment,
     Dataset,
+    Deployment,
+    DeploymentRequest,
     ExportLink,
     Model,
     Page,
+    Robot,
     Run,
     TrainAccepted,
     TrainRequest,
@@ -234,6 +242,65 @@ class KairoApiClient:
         return self._call("POST", "/v1/datasets", Dataset.from_json, idempotent=False, upload=upload, form=form,
                           timeout_s=timeout_s)
 
+    # --- the fleet ----------------------------------------------------------------
+    def heartbeat(self, robot_id: str, report: Mapping[str, Any],
+                  timeout_s: float | None = None) -> Assignment | None:
+        """POST /v1/robots/{robot_id}/heartbeat: the robot's report (docs: the fleet contract); the
+        robot's assignment for the model it names, None when it names none. One try only: the next
+        heartbeat, a period later, is the retry."""
+        return self._call("POST", f"/v1/robots/{_seg('robot_id', robot_id)}/heartbeat",
+                          Assignment.from_heartbeat_answer, json=dict(report), idempotent=False,
+                          timeout_s=timeout_s, retry=False)
+
+    def assignment(self, model_id: str, robot_id: str, timeout_s: float | None = None) -> Assignment:
+        """GET .../assignment: what `robot_id` must serve of `model_id` (its deployment's pin, else the
+        active version); KairoConflictError (no_active_version) when there is neither."""
+        return self._call("GET", f"/v1/models/{_seg('model_id', model_id)}/assignment", Assignment.from_json,
+                          params={"robot_id": _nonempty("robot_id", robot_id)}, idempotent=True,
+                          timeout_s=timeout_s)
+
+    def list_robots(self, timeout_s: float | None = None) -> Page[Robot]:
+        return self._call("GET", "/v1/robots", lambda r: Page.from_json(r, Robot.from_json),
+                          idempotent=True, timeout_s=timeout_s)
+
+    def get_robot(self, robot_id: str, timeout_s: float | None = None) -> Robot:
+        return self._call("GET", f"/v1/robots/{_seg('robot_id', robot_id)}", Robot.from_json,
+                          idempotent=True, timeout_s=timeout_s)
+
+    def create_deployment(self, model_id: str, request: DeploymentRequest,
+                          timeout_s: float | None = None) -> Deployment:
+        """POST .../deployments. Never repeated once it may have reached the server."""
+        _nonempty("version", request.version)
+        if request.mode not in DEPLOYMENT_MODES:
+            raise KairoArgumentError(f"deployment mode {request.mode!r} is unknown; use one of "
+                                     f"{', '.join(DEPLOYMENT_MODES)}")
+        if request.robots and request.percent is not None:
+            raise KairoArgumentError("name the robots or a percent, not both")
+        return self._call("POST", f"/v1/models/{_seg('model_id', model_id)}/deployments", Deployment.from_json,
+                          json=request.to_json(), idempotent=False, timeout_s=timeout_s)
+
+    def list_deployments(self, model_id: str, timeout_s: float | None = None) -> Page[Deployment]:
+        return self._call("GET", f"/v1/models/{_seg('model_id', model_id)}/deployments",
+                          lambda r: Page.from_json(r, Deployment.from_json), idempotent=True, timeout_s=timeout_s)
+
+    def get_deployment(self, model_id: str, deployment_id: str, timeout_s: float | None = None) -> Deployment:
+        return self._call("GET", self._deployment_path(model_id, deployment_id), Deployment.from_json,
+                          idempotent=True, timeout_s=timeout_s)
+
+    def promote_deployment(self, model_id: str, deployment_id: str, timeout_s: float | None = None) -> Deployment:
+        """POST .../promote: the deployment's version becomes the model's active one (the whole fleet)."""
+        return self._call("POST", self._deployment_path(model_id, deployment_id) + "/promote",
+                          Deployment.from_json, idempotent=False, timeout_s=timeout_s)
+
+    def rollback_deployment(self, model_id: str, deployment_id: str, timeout_s: float | None = None) -> Deployment:
+        """POST .../rollback: the deployment ends; its robots fall back to the model's active version."""
+        return self._call("POST", self._deployment_path(model_id, deployment_id) + "/rollback",
+                          Deployment.from_json, idempotent=False, timeout_s=timeout_s)
+
+    @staticmethod
+    def _deployment_path(model_id: str, deployment_id: str) -> str:
+        return f"/v1/models/{_seg('model_id', model_id)}/deployments/{_seg('deployment_id', deployment_id)}"
+
     # --- downloads -----------------------------------------------------------------
     def download(self, url: str, dest_path: str | os.PathLike[str], expected_sha256: str | None,
                  on_progress: ProgressCallback | None = None, timeout_s: float | None = None,
@@ -296,8 +363,10 @@ class KairoApiClient:
     # --- plumbing --------------------------------------------------------------------
     def _call(self, method: str, path: str, parse: Callable[[Any], T], *, idempotent: bool,
               json: Any = None, timeout_s: float | None = None, upload: pathlib.Path | None = None,
-              form: Mapping[str, str] | None = None) -> T:
-        """One API call; `upload` and `form` make it multipart (the file part named `file`, read from disk)."""
+              form: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
+              retry: bool = True) -> T:
+        """One API call; `upload` and `form` make it multipart (the file part named `file`, read from disk).
+        `retry` False: one try, whatever the failure."""
         shown = self.base_url + path
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
 
@@ -305,7 +374,7 @@ class KairoApiClient:
             with contextlib.ExitStack() as files:
                 parts = None if upload is None else {
                     "file": (upload.name, files.enter_context(upload.open("rb")), "application/octet-stream")}
-                response = self._api.request(method, path, json=json, files=parts, data=form,
+                response = self._api.request(method, path, json=json, files=parts, data=form, params=params,
                                              timeout=httpx.Timeout(remaining))
             self._raise_for_status(response, method, shown, idempotent)
             if response.status_code == 204 or not response.content:
@@ -321,10 +390,11 @@ class KairoApiClient:
             except (ValueError, TypeError) as exc:
                 raise KairoResponseError(f"{method} {shown} answered with an unexpected body: {exc}") from exc
 
-        return self._with_retries(method, shown, attempt, idempotent=idempotent, deadline=deadline)
+        return self._with_retries(method, shown, attempt, idempotent=idempotent, deadline=deadline,
+                                  attempts=None if retry else 1)
 
     def _with_retries(self, method: str, shown: str, attempt: Callable[[float], T], *,
-                      idempotent: bool, deadline: float) -> T:
+                      idempotent: bool, deadline: float, attempts: int | None = None) -> T:
         """Run `attempt(remaining_s)` until it succeeds, may not be repeated, or time is up."""
         started = time.monotonic()
         tries = 0
@@ -346,7 +416,7 @@ class KairoApiClient:
             except _Retry as retry:
                 delay = retry.delay_s if retry.delay_s is not None else self.retry.delay_s(tries)
                 elapsed = time.monotonic() - started
-                if tries >= self.retry.attempts or time.monotonic() + delay >= deadline:
+                if tries >= (attempts or self.retry.attempts) or time.monotonic() + delay >= deadline:
                     error: KairoError = retry.error
                     if isinstance(error, KairoConnectionError):
                         error = KairoConnectionError(shown, f"{error.reason}, for {elapsed:.1f} s", tries)

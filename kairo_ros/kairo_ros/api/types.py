@@ -315,3 +315,204 @@ class Page(Generic[T]):
         data = _list(p, "data", parse)
         total = _num(p, "total")
         return cls(data, len(data) if total is None else int(total))
+
+
+# --- the fleet: robots, assignments, deployments ---------------------------------------------------------
+DEPLOYMENT_MODES = ("active", "shadow")
+DEPLOYMENT_ROLLING_OUT = "rolling_out"
+DEPLOYMENT_OBSERVING = "observing"
+DEPLOYMENT_COMPLETE = "complete"
+DEPLOYMENT_ROLLED_BACK = "rolled_back"
+DEPLOYMENT_CANCELLED = "cancelled"
+DEPLOYMENT_ENDED = frozenset({DEPLOYMENT_ROLLED_BACK, DEPLOYMENT_CANCELLED})
+
+
+def _opt_obj(raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = raw.get(key)
+    return None if value is None else _obj(value, key)
+
+
+@dataclass(frozen=True)
+class ShadowAssignment:
+    """A candidate the robot runs beside the version it serves."""
+
+    version: str
+    sha256: str = ""
+    deployment_id: str = ""
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ShadowAssignment:
+        s = _obj(raw, "shadow assignment")
+        return cls(_str(s, "version"), _str(s, "sha256"), _str(s, "deployment_id"))
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What one robot must serve: its deployment's pin, else the model's active version."""
+
+    model_id: str
+    robot_id: str
+    version: str
+    sha256: str = ""
+    deployment_id: str = ""
+    shadow: ShadowAssignment | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Assignment:
+        a = _obj(raw, "assignment")
+        shadow = _opt_obj(a, "shadow")
+        assignment = cls(_str(a, "model_id"), _str(a, "robot_id"), _str(a, "version"), _str(a, "sha256"),
+                         _str(a, "deployment_id"), ShadowAssignment.from_json(shadow) if shadow else None)
+        if not assignment.model_id or not assignment.version:
+            raise ValueError("assignment: model_id and version are required")
+        return assignment
+
+    @classmethod
+    def from_heartbeat_answer(cls, raw: Any) -> Assignment | None:
+        """The heartbeat's answer: an assignment, or `{"robot_id", "assignment": null}` when none."""
+        answer = _obj(raw, "heartbeat answer")
+        if "assignment" in answer and answer["assignment"] is None:
+            return None
+        return cls.from_json(answer)
+
+
+@dataclass(frozen=True)
+class RobotHealth:
+    window_s: float = 0.0
+    rate_hz: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    processed: int = 0
+    dropped: int = 0
+    errors: int = 0
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RobotHealth:
+        h = _obj(raw, "health")
+        return cls(_float(h, "window_s"), _float(h, "rate_hz"), _float(h, "latency_p50_ms"),
+                   _float(h, "latency_p99_ms"), _int(h, "processed"), _int(h, "dropped"), _int(h, "errors"))
+
+
+@dataclass(frozen=True)
+class Robot:
+    """A robot as it last reported (GET /v1/robots/{robot_id}); serving/shadow as sent by the robot."""
+
+    id: str
+    node: str = ""
+    task: str = ""
+    model_id: str = ""
+    serving: Mapping[str, Any] | None = None
+    health: RobotHealth | None = None
+    shadow: Mapping[str, Any] | None = None
+    refused: tuple[Mapping[str, Any], ...] = ()
+    period_s: float = 0.0
+    first_seen: str = ""
+    last_seen: str = ""
+    status: str = ""            # online | stale | offline
+
+    @property
+    def version(self) -> str:
+        return str((self.serving or {}).get("version") or "")
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Robot:
+        r = _obj(raw, "robot")
+        serving, health, shadow = _opt_obj(r, "serving"), _opt_obj(r, "health"), _opt_obj(r, "shadow")
+        return cls(
+            id=_str(r, "id"), node=_str(r, "node"), task=_str(r, "task"), model_id=_str(r, "model_id"),
+            serving=dict(serving) if serving is not None else None,
+            health=RobotHealth.from_json(health) if health is not None else None,
+            shadow=dict(shadow) if shadow is not None else None,
+            refused=_list(r, "refused", lambda item: dict(_obj(item, "refusal"))),
+            period_s=_float(r, "period_s"), first_seen=_str(r, "first_seen"), last_seen=_str(r, "last_seen"),
+            status=_str(r, "status"))
+
+
+@dataclass(frozen=True)
+class DeploymentGuard:
+    """Thresholds; None leaves the API's default (for max_divergence: not checked)."""
+
+    max_error_rate: float | None = None
+    max_drop_rate: float | None = None
+    max_divergence: float | None = None
+    min_observation_s: float | None = None
+    report_within_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> DeploymentGuard:
+        g = _obj(raw or {}, "guard")
+        return cls(_num(g, "max_error_rate"), _num(g, "max_drop_rate"), _num(g, "max_divergence"),
+                   _num(g, "min_observation_s"), _num(g, "report_within_s"))
+
+
+@dataclass(frozen=True)
+class DeploymentRequest:
+    version: str
+    mode: str = "active"
+    robots: tuple[str, ...] = ()            # empty and percent None: every robot that reported the model
+    percent: int | None = None
+    guard: DeploymentGuard = field(default_factory=DeploymentGuard)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"version": self.version, "mode": self.mode}
+        if self.robots:
+            body["robots"] = list(self.robots)
+        if self.percent is not None:
+            body["percent"] = self.percent
+        guard = self.guard.to_json()
+        if guard:
+            body["guard"] = guard
+        return body
+
+
+@dataclass(frozen=True)
+class DeploymentProgress:
+    robot_id: str
+    status: str                 # pending | serving | shadowing | failed
+    version: str = ""
+    reported_at: str = ""
+    reason: str = ""
+    shadow: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> DeploymentProgress:
+        p = _obj(raw, "progress")
+        shadow = _opt_obj(p, "shadow")
+        return cls(_str(p, "robot_id"), _str(p, "status"), _str(p, "version"), _str(p, "reported_at"),
+                   _str(p, "reason"), dict(shadow) if shadow is not None else None)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    model_id: str
+    version: str
+    state: str
+    mode: str = "active"
+    previous_version: str = ""
+    robots: tuple[str, ...] = ()
+    guard: DeploymentGuard = field(default_factory=DeploymentGuard)
+    reason: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    progress: tuple[DeploymentProgress, ...] = ()
+
+    @property
+    def live(self) -> bool:
+        return self.state not in DEPLOYMENT_ENDED
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Deployment:
+        d = _obj(raw, "deployment")
+        deployment = cls(
+            id=_str(d, "id"), model_id=_str(d, "model_id"), version=_str(d, "version"), state=_str(d, "state"),
+            mode=_str(d, "mode") or "active", previous_version=_str(d, "previous_version"),
+            robots=_list(d, "robots", str), guard=DeploymentGuard.from_json(d.get("guard")),
+            reason=_str(d, "reason"), created_at=_str(d, "created_at"), updated_at=_str(d, "updated_at"),
+            progress=_list(d, "progress", DeploymentProgress.from_json))
+        if not deployment.id or not deployment.state:
+            raise ValueError("deployment: id and state are required")
+        return deployment

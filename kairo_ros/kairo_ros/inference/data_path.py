@@ -19,6 +19,9 @@ Because only that thread runs the callbacks, the per-message work reuses
 what can be made once per wiring: the outgoing messages, the field plans,
 the output indexes. Each primary message reads the serving model once (the
 ModelServer's `current`), so a hot swap lands between two messages.
+A shadowed candidate (the ModelServer's `shadow`) gets each answered input
+and the published outputs last, after ~/prediction, through its runner's
+bounded queue: the active path never waits for it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from kairo_ros.inference.diagnostics import InferenceStats
 from kairo_ros.inference.errors import BadInputError
 from kairo_ros.inference.guard import CLAMPED_OUTPUT, NON_FINITE_OUTPUT, STALE_INPUT, Guard, GuardSettings
 from kairo_ros.inference.model_session import ModelSession
+from kairo_ros.inference.shadow import ShadowRunner
 from kairo_ros.inference.wiring import DetectionWriter, Wiring
 
 # Queued primary messages answered in one wait at most, after the one the wait took.
@@ -169,10 +173,12 @@ class DataPath:
     """The input subscriptions, output publishers and ~/prediction publisher of one inference node."""
 
     def __init__(self, owner: Node, serving_model: Callable[[], ModelSession | None], stats: InferenceStats, *,
-                 on_bad_input: ReportBadInput, on_inference_failed: ReportInferenceFailed) -> None:
+                 on_bad_input: ReportBadInput, on_inference_failed: ReportInferenceFailed,
+                 shadow: Callable[[], ShadowRunner | None] = lambda: None) -> None:
         self._owner_name = owner.get_fully_qualified_name()
         self._clock = owner.get_clock()
         self._serving_model = serving_model
+        self._shadow = shadow
         self._stats = stats
         self._on_bad_input = on_bad_input
         self._on_inference_failed = on_inference_failed
@@ -469,6 +475,9 @@ class DataPath:
             prediction.clamped = clamped
             publisher.publish(prediction)
         self._stats.prediction_published(latency)
+        shadow = self._shadow()
+        if shadow is not None:
+            shadow.offer(feeds, outputs)
         return None
 
     # --- stale inputs (a timer of the lifecycle node) -------------------------------------------------------

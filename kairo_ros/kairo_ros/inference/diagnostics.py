@@ -5,6 +5,8 @@ per message) and read once a second by `diagnostic_status`,
 which turns it into one diagnostic_msgs/DiagnosticStatus. The counters are
 cumulative; the level reflects the last RECENT_WINDOW_S only, so one early
 drop or the wait for a first promotion does not leave the node WARN forever.
+The same window is the health a robot reports in its heartbeat
+(`InferenceStats.health`), and `shadow_status` describes a shadowed candidate.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from kairo_ros.inference.guard import GUARD_REASONS
 from kairo_ros.inference.model_session import ModelIdentity
+from kairo_ros.inference.shadow import ShadowStats
 
 LATENCY_WINDOW = 2000
 RECENT_WINDOW_S = 10.0
@@ -98,6 +101,9 @@ class InferenceStats:
         self._recent_errors = RecentCount()
         self._guard = dict.fromkeys(GUARD_REASONS, 0)
         self._recent_guard = RecentCount()
+        self._recent_inputs = RecentCount()
+        self._recent_predictions = RecentCount()
+        self._recent_failures = RecentCount()  # inferences that raised
 
     def prediction_published(self, latency_s: float) -> None:
         """One primary input answered."""
@@ -105,6 +111,8 @@ class InferenceStats:
             self._inputs += 1
             self._predictions += 1
             self._latencies_ms.append(latency_s * 1000.0)
+            self._recent_inputs.add()
+            self._recent_predictions.add()
 
     def input_dropped(self, reason: str) -> None:
         """One primary input not answered, for `reason`."""
@@ -112,6 +120,9 @@ class InferenceStats:
             self._inputs += 1
             self._dropped[reason] += 1
             self._recent_dropped.add()
+            self._recent_inputs.add()
+            if reason == DROP_INFERENCE:
+                self._recent_failures.add()
 
     def dropped(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -125,6 +136,7 @@ class InferenceStats:
             self._recent_guard.add()
             if dropped_trigger:
                 self._inputs += 1
+                self._recent_inputs.add()
             if dropped_trigger or dropped_other:
                 self._dropped[DROP_GUARD] += 1
                 self._recent_dropped.add()
@@ -144,6 +156,23 @@ class InferenceStats:
     def swapped(self) -> None:
         with self._lock:
             self._swaps += 1
+
+    def health(self) -> dict[str, float | int]:
+        """The last RECENT_WINDOW_S as a heartbeat's `health`: primary inputs per second, latency of the
+        answers (the last LATENCY_WINDOW), answers, drops (every reason, other inputs' included) and
+        inferences that failed. Leaves the rate of `snapshot` alone."""
+        with self._lock:
+            now = time.monotonic()
+            latencies = np.fromiter(self._latencies_ms, dtype=np.float64)
+            return {
+                "window_s": RECENT_WINDOW_S,
+                "rate_hz": self._recent_inputs.total(now) / RECENT_WINDOW_S,
+                "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else 0.0,
+                "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else 0.0,
+                "processed": self._recent_predictions.total(now),
+                "dropped": self._recent_dropped.total(now),
+                "errors": self._recent_failures.total(now),
+            }
 
     def snapshot(self) -> StatsSnapshot:
         """Counters now; the input rate is over the time since the previous snapshot."""
@@ -215,4 +244,30 @@ def diagnostic_status(node_name: str, state: str, identity: ModelIdentity | None
         "last_error": f"{stats.last_error_code}: {stats.last_error}" if stats.last_error else "",
     }
     return DiagnosticStatus(level=level, name=f"{node_name}: model", message=message, hardware_id=node_name,
+                            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def shadow_status(node_name: str, stats: ShadowStats) -> DiagnosticStatus:
+    """The shadowed candidate: WARN once it failed on an input or skipped one, else OK."""
+    level = DiagnosticStatus.WARN if stats.errors or stats.dropped else DiagnosticStatus.OK
+    message = (f"shadowing {stats.model_id} {stats.version}: divergence {stats.divergence:.4g} over "
+               f"{stats.samples} inputs, {stats.errors} errors, {stats.dropped} skipped")
+    values = {
+        "model_id": stats.model_id,
+        "candidate_version": stats.version,
+        "candidate_sha256": stats.sha256[:12],
+        "deployment_id": stats.deployment_id,
+        "samples": str(stats.samples),
+        "errors": str(stats.errors),
+        "dropped": str(stats.dropped),
+        "latency_p50_ms": f"{stats.latency_p50_ms:.3f}",
+        "latency_p99_ms": f"{stats.latency_p99_ms:.3f}",
+        "divergence": f"{stats.divergence:.6g}",
+    }
+    for name, output in stats.outputs.items():
+        values.update({f"{name}.mean_abs_diff": f"{output.mean_abs_diff:.6g}",
+                       f"{name}.max_abs_diff": f"{output.max_abs_diff:.6g}",
+                       f"{name}.within_tolerance": f"{output.within_tolerance:.4f}",
+                       f"{name}.tolerance": f"{output.tolerance:g}"})
+    return DiagnosticStatus(level=level, name=f"{node_name}: shadow", message=message, hardware_id=node_name,
                             values=[KeyValue(key=k, value=v) for k, v in values.items()])

@@ -17,10 +17,17 @@ Concurrent requests: each adopt takes a ticket when it starts; a model that
 finishes loading after a later request already swapped its model in is
 dropped (superseded), so the version asked for last serves, whatever the
 load times.
+
+Shadow: when the source names a candidate (a shadow deployment), the server
+loads it beside the serving model, with the same checks (sha256, and the
+serving model's I/O signature: a candidate that differs is refused), and
+runs it through a `ShadowRunner` (`shadow`, read by the prediction path
+like `current`). Every refusal is kept in `refusals` for the heartbeat.
 """
 
 from __future__ import annotations
 
+import collections
 import pathlib
 import threading
 from collections.abc import Callable
@@ -30,7 +37,8 @@ from typing import Final
 from kairo_features.schema import Features
 from kairo_ros.api import KairoError
 from kairo_ros.inference.model_session import ModelIdentity, ModelSession
-from kairo_ros.inference.model_source import OFFLINE_ERRORS, LocalModel, ModelSource, VersionRef
+from kairo_ros.inference.model_source import OFFLINE_ERRORS, LocalModel, ModelSource, ShadowRef, VersionRef
+from kairo_ros.inference.shadow import ShadowRunner, shadow_tolerance
 
 # What a ServerEvent reports.
 SERVING: Final = "serving"            # a model was swapped in (`model`; `replaced`: the one before)
@@ -40,6 +48,22 @@ INFERENCE_FAILED: Final = "inference_failed"  # a message failed and there is no
 NO_MODEL: Final = "no_model"          # nothing to serve yet (no active version, nothing cached)
 UNREACHABLE: Final = "unreachable"    # the backend cannot answer now (reported once until it answers again)
 ERROR: Final = "error"                # the backend answered with an error while checking for a version
+SHADOWING: Final = "shadowing"        # a candidate runs beside the serving model (`model`)
+SHADOW_ENDED: Final = "shadow_ended"  # the candidate was let go (`model`)
+REFUSALS_KEPT = 20
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A version this node refused (at load, or after it failed on a message), as the heartbeat reports it."""
+
+    ref: VersionRef
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"model_id": self.ref.model_id, "version": self.ref.version, "code": self.code,
+                "message": self.message[:2000]}
 
 
 @dataclass(frozen=True)
@@ -82,9 +106,14 @@ class ModelServer:
     """The serving model and its candidates; every change under one lock, reported as events."""
 
     def __init__(self, load: Loader, source: ModelSource | None = None, *,
-                 wire: Wire | None = None, unwire: Callable[[], None] | None = None) -> None:
+                 wire: Wire | None = None, unwire: Callable[[], None] | None = None,
+                 shadow_tolerance: float = 0.05) -> None:
         self._load = load
         self.source = source
+        self._shadow_tolerance = shadow_tolerance
+        # Read without the lock by the prediction path, like `current`.
+        self.shadow: ShadowRunner | None = None
+        self._refusals: collections.deque[Refusal] = collections.deque(maxlen=REFUSALS_KEPT)
         self._wire = wire
         self._unwire = unwire
         self._lock = threading.Lock()
@@ -118,6 +147,12 @@ class ModelServer:
             return frozenset(self._rejected)
 
     @property
+    def refusals(self) -> list[Refusal]:
+        """The versions refused since the node started (the latest REFUSALS_KEPT)."""
+        with self._lock:
+            return list(self._refusals)
+
+    @property
     def candidates(self) -> frozenset[VersionRef]:
         with self._lock:
             return frozenset(self._candidates)
@@ -136,6 +171,9 @@ class ModelServer:
                 self._unwire()
             self._wired = False
             self.current = self._previous = None
+            shadow, self.shadow = self.shadow, None
+        if shadow is not None:
+            shadow.stop()
 
     # --- adopting a model (loader threads; never the prediction path) ---------------------------------
     def adopt(self, local: LocalModel) -> bool:
@@ -193,10 +231,19 @@ class ModelServer:
         except KairoError as exc:
             self._emit(ServerEvent(NO_MODEL, f"no model to serve yet: {exc}", code=exc.code))
             return False
-        return self.adopt(local)
+        served = self.adopt(local)
+        if served:
+            self._check_shadow()
+        return served
 
     def check_source(self) -> bool:
-        """Serve the source's active version if it is new, not refused before and not loading already."""
+        """Serve the source's version if it is new, not refused before and not loading already; then
+        shadow the source's candidate, if it names one."""
+        served = self._check_serving()
+        self._check_shadow()
+        return served
+
+    def _check_serving(self) -> bool:
         source = self.source
         if source is None:
             return False
@@ -231,10 +278,68 @@ class ModelServer:
             with self._lock:
                 self._candidates.discard(ref)
 
+    def _check_shadow(self) -> None:
+        """Load the candidate the source names now beside the serving model, or let the last one go."""
+        source = self.source
+        if source is None:
+            return
+        wanted: ShadowRef | None = source.shadow
+        with self._lock:
+            running, serving = self.shadow, self.current
+            if running is not None and wanted is not None and _ref_of(running.identity) == wanted.ref \
+                    and running.deployment_id == wanted.deployment_id:
+                return  # shadowing it already
+            self.shadow = None  # no candidate now, or another one: the last one goes
+            start = wanted is not None and serving is not None and self._open \
+                and wanted.ref not in self._rejected and wanted.ref not in self._candidates
+            if start:
+                assert wanted is not None
+                self._candidates.add(wanted.ref)
+        if running is not None:
+            running.stop()
+            self._emit(ServerEvent(SHADOW_ENDED, f"no longer shadowing {running.identity.model_id} "
+                                                 f"{running.identity.version}", model=running.identity))
+        if not start:
+            return
+        assert wanted is not None
+        try:
+            self._start_shadow(wanted, serving)
+        finally:
+            with self._lock:
+                self._candidates.discard(wanted.ref)
+
+    def _start_shadow(self, wanted: ShadowRef, serving: ModelSession | None) -> None:
+        source = self.source
+        assert source is not None and serving is not None
+        ref = wanted.ref
+        try:
+            local = source.fetch(ref)
+            # The serving model's features: a candidate with another I/O signature is refused.
+            candidate = self._load(local, serving.features)
+        except OFFLINE_ERRORS as exc:  # not the candidate's fault: the next check tries again
+            self._emit(ServerEvent(UNREACHABLE, f"cannot fetch shadow candidate {ref.version}: {exc}", code=exc.code))
+            return
+        except KairoError as exc:
+            self._refuse(ref, exc.code, f"shadow candidate {ref.model_id} {ref.version} refused: {exc}")
+            return
+        runner = ShadowRunner(candidate, wanted.deployment_id, shadow_tolerance(candidate, self._shadow_tolerance))
+        with self._lock:
+            replaced, self.shadow = self.shadow, (runner if self._open else None)
+        if replaced is not None:
+            replaced.stop()
+        if self.shadow is not runner:
+            runner.stop()
+            return
+        self._emit(ServerEvent(SHADOWING, f"shadowing {ref.model_id} {ref.version} beside "
+                                          f"{serving.identity.version} (deployment {wanted.deployment_id or '-'}, "
+                                          f"tolerance {runner.tolerance:g})",
+                               model=candidate.identity, provider=candidate.provider))
+
     def _refuse(self, ref: VersionRef, code: str, message: str) -> None:
         if ref.model_id:
             with self._lock:
                 self._rejected.add(ref)
+                self._refusals.append(Refusal(ref, code, message))
         self._emit(ServerEvent(REJECTED, message, code=code))
 
     def _keeps(self) -> str:
@@ -247,7 +352,10 @@ class ModelServer:
             if self.current is not failed or self._previous is None:
                 return None
             self.current, self._previous = self._previous, None
-            self._rejected.add(_ref_of(failed.identity))
+            ref = _ref_of(failed.identity)
+            self._rejected.add(ref)
+            self._refusals.append(Refusal(ref, "inference_failed", f"{ref.model_id} {ref.version} failed on a "
+                                                                   f"message and was rolled back"))
             return self.current
 
     def inference_failed(self, model: ModelSession, exc: Exception) -> None:

@@ -1,5 +1,10 @@
 """Where the served model comes from: a local file, or the API's active version through a cache.
 
+A node with a robot_id serves that robot's assignment instead of the bare
+active version: the version a live deployment pins for it (a canary), else
+the active one, and, in a shadow deployment, a candidate to run beside it
+(`ModelSource.shadow`).
+
 The cache (`cache_dir`) holds `models/<model_id>/<version>.onnx`, each file
 written whole (the API client downloads to a temporary file, checks its
 sha256 and renames it into place), and `last_good/<source>.json`: the
@@ -19,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kairo_ros.api import KairoApiClient, KairoConnectionError, KairoServerError, Model
+from kairo_ros.api import Assignment, KairoApiClient, KairoConnectionError, KairoServerError, Model
 from kairo_ros.inference.errors import CacheIntegrityError, NoModelError
 from kairo_ros.inference.model_session import sha256_of_file
 from kairo_ros.inference.params import InferenceParams
@@ -35,6 +40,14 @@ class VersionRef:
     model_id: str
     version: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class ShadowRef:
+    """A candidate to run beside the served version, and the deployment that asks for it."""
+
+    ref: VersionRef
+    deployment_id: str
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,11 @@ class ModelSource:
         self.params = params
         self.client = client
         self.cache = ModelCache(params.cache_dir, warn)
+        # What the last resolve said (read by the heartbeat's thread: each replaced whole).
+        self.model_id = params.model_id
+        self.deployment_id = ""
+        self.shadow: ShadowRef | None = None
+        self._version = ""
 
     @property
     def key(self) -> str:
@@ -150,13 +168,26 @@ class ModelSource:
             return f"model {self.params.model_id}"
         return f"the active {self.params.task} model of robot {self.params.robot_id}"
 
-    def wants_event(self, model_id: str, robot_id: str, task: str) -> bool:
-        """Whether a promotion event concerns the model this source serves."""
+    def wants_event(self, model_id: str, robot_id: str, task: str, robots: Sequence[str] = ()) -> bool:
+        """Whether a model event concerns the model this source serves (and, when the event names
+        robots, this robot among them)."""
         if self.params.model_path:
+            return False
+        if robots and self.params.robot_id not in robots:
             return False
         if self.params.model_id:
             return model_id == self.params.model_id
+        if model_id and model_id == self.model_id:
+            return True
         return robot_id == self.params.robot_id and task == self.params.task
+
+    def assigned(self, assignment: Assignment | None) -> bool:
+        """Whether `assignment` (a heartbeat's answer) differs from what the last resolve said."""
+        if assignment is None:
+            return False
+        shadow = assignment.shadow
+        now = (assignment.version, assignment.deployment_id, shadow.version if shadow else "")
+        return now != (self._version, self.deployment_id, self.shadow.ref.version if self.shadow else "")
 
     def _api(self) -> KairoApiClient:
         if self.client is None:
@@ -175,11 +206,23 @@ class ModelSource:
         return api.get_model(promoted_last(candidates).id)
 
     def resolve(self) -> VersionRef:
-        """The active version, as the API says now (KairoError when it cannot say)."""
+        """The version to serve, as the API says now (KairoError when it cannot say): with a robot_id,
+        the robot's assignment (and its shadow candidate, kept in `shadow`); else the active version."""
+        if self.params.robot_id:
+            model_id = self.params.model_id or self._model().id
+            assignment = self._api().assignment(model_id, self.params.robot_id)
+            ref = VersionRef(assignment.model_id, assignment.version, assignment.sha256)
+            shadow = assignment.shadow
+            self.shadow = None if shadow is None else ShadowRef(
+                VersionRef(assignment.model_id, shadow.version, shadow.sha256), shadow.deployment_id)
+            self.model_id, self.deployment_id, self._version = assignment.model_id, assignment.deployment_id, \
+                assignment.version
+            return ref
         model = self._model()
         if not model.active_version:
             raise NoModelError(f"model {model.id} has no active version; promote one")
         version = model.version(model.active_version)
+        self.model_id, self._version = model.id, model.active_version
         return VersionRef(model.id, model.active_version, version.sha256 if version else "")
 
     def fetch(self, ref: VersionRef) -> LocalModel:

@@ -116,7 +116,9 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "in an installed package; wins over model_id and robot_id+task. Set while serving a file: "
                   "hot-swaps to the new file.", check=_model_file, check_text="empty, or an existing file"),
     ParameterSpec("model_id", "", "Serve the active version of this model (mdl_...); wins over robot_id+task."),
-    ParameterSpec("robot_id", "", "With task: serve the active model of this robot for the task (rob_...)."),
+    ParameterSpec("robot_id", "", "This robot (rob_...). With task alone: serve the robot's active model for the "
+                  "task. Either way, serve what the fleet API assigns this robot (a deployment's version and "
+                  "shadow candidate, else the active version) and send heartbeats."),
     ParameterSpec("task", "", "With robot_id: the task of the model to serve.", check=_task,
                   check_text="empty | " + " | ".join(TASKS)),
     ParameterSpec("api_url", DEFAULT_API_URL, "Base URL of the Kairo Models API, without /v1.",
@@ -161,6 +163,13 @@ SPECS: tuple[ParameterSpec, ...] = (
                   "trigger input stopped), send the task's safe output once: a zero command for navigation; "
                   "other tasks only report it. -1: the task's default (navigation 0.5 s, others off); 0: off.",
                   range=(-1.0, 3600.0), check=_stale_timeout, check_text="-1, or 0 and above"),
+    ParameterSpec("heartbeat_period_s", 5.0, "With a robot_id: seconds between heartbeats to the fleet API (what "
+                  "the node serves, its health over the last 10 s, its shadow results); the answer says which "
+                  "version to serve (canary, shadow, rollback). 0: no heartbeats.", range=(0.0, 3600.0)),
+    ParameterSpec("shadow_tolerance", 0.05, "In shadow mode, an output value of the candidate within this "
+                  "absolute difference of the serving model's counts as agreeing, for a model whose features "
+                  "carry no tolerance (they usually do: the training accuracy threshold, in output units).",
+                  range=(0.0, 1e9)),
 )
 DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
 
@@ -189,6 +198,8 @@ class InferenceParams:
     output_limits: tuple[str, ...] = DEFAULTS["output_limits"]
     score_threshold: float = DEFAULTS["score_threshold"]
     stale_input_timeout_s: float = DEFAULTS["stale_input_timeout_s"]
+    heartbeat_period_s: float = DEFAULTS["heartbeat_period_s"]
+    shadow_tolerance: float = DEFAULTS["shadow_tolerance"]
 
     def __post_init__(self) -> None:
         from kairo_ros.inference.errors import ConfigError
@@ -213,6 +224,11 @@ class InferenceParams:
     @property
     def uses_api(self) -> bool:
         return not self.model_path
+
+    @property
+    def sends_heartbeats(self) -> bool:
+        """A node serving from the API under a robot_id reports to the fleet, unless switched off."""
+        return self.uses_api and bool(self.robot_id) and self.heartbeat_period_s > 0
 
     @property
     def remaps(self) -> dict[str, str]:
@@ -251,4 +267,6 @@ def read_parameters(node: Node) -> InferenceParams:
         output_limits=tuple(item.strip() for item in value["output_limits"] if item.strip()),
         score_threshold=value["score_threshold"],
         stale_input_timeout_s=value["stale_input_timeout_s"],
+        heartbeat_period_s=value["heartbeat_period_s"],
+        shadow_tolerance=value["shadow_tolerance"],
     )

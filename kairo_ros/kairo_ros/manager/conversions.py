@@ -6,18 +6,36 @@ ROS fields have no null: an absent number becomes 0.0 and an absent string
 
 from __future__ import annotations
 
+import datetime
+import math
+
+from builtin_interfaces.msg import Time
+
 from kairo_interfaces.action import TrainModel
 from kairo_interfaces.msg import Model as ModelMsg
 from kairo_interfaces.msg import ModelVersion as ModelVersionMsg
 from kairo_interfaces.msg import Promotion as PromotionMsg
+from kairo_interfaces.msg import RobotStatus
 from kairo_interfaces.msg import TrainingConfig as TrainingConfigMsg
 from kairo_interfaces.msg import TrainingMetrics as TrainingMetricsMsg
 from kairo_interfaces.msg import TrainingRun as TrainingRunMsg
-from kairo_ros.api import Metrics, Model, ModelVersion, Promotion, Run, TrainingConfig
+from kairo_ros.api import Metrics, Model, ModelVersion, Promotion, Robot, Run, TrainingConfig
 
 
 def _f(value: float | None) -> float:
     return 0.0 if value is None else float(value)
+
+
+def time_msg(iso: str) -> Time:
+    """An ISO 8601 UTC time as builtin_interfaces/Time; zero when absent or unreadable."""
+    try:
+        stamp = datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return Time()
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    seconds = stamp.timestamp()
+    return Time(sec=int(seconds // 1), nanosec=int(round((seconds % 1) * 1e9)) % 1_000_000_000)
 
 
 def metrics_msg(metrics: Metrics | None) -> TrainingMetricsMsg:
@@ -80,3 +98,17 @@ def train_result(run: Run, message: str) -> TrainModel.Result:
     return TrainModel.Result(model_id=run.model_id, run_id=run.run_id, model_version=run.model_version,
                              status=run.status, metrics=metrics_msg(run.metrics), duration_s=_f(run.duration_s),
                              message=message)
+
+
+def robot_msg(robot: Robot) -> RobotStatus:
+    serving, health, shadow = robot.serving or {}, robot.health, robot.shadow or {}
+    divergence = shadow.get("divergence")
+    return RobotStatus(
+        id=robot.id, node=robot.node, task=robot.task, model_id=robot.model_id,
+        version=str(serving.get("version") or ""), sha256=str(serving.get("sha256") or ""),
+        lifecycle_state=str(serving.get("lifecycle_state") or ""), status=robot.status,
+        last_seen=time_msg(robot.last_seen),
+        rate_hz=health.rate_hz if health else 0.0, latency_p50_ms=health.latency_p50_ms if health else 0.0,
+        latency_p99_ms=health.latency_p99_ms if health else 0.0, dropped=health.dropped if health else 0,
+        errors=health.errors if health else 0, shadow_version=str(shadow.get("version") or ""),
+        shadow_divergence=float(divergence) if isinstance(divergence, int | float) else math.nan)

@@ -1,13 +1,14 @@
 """The kairo_manager node: ROS 2 actions, services and events over the Kairo Models API.
 
-Wiring only; the behaviour lives in train_action, export_action and
-services. All callbacks share one reentrant group on a multi-threaded
+Wiring only; the behaviour lives in train_action, export_action,
+record_action, deploy_action and services. All callbacks share one reentrant group on a multi-threaded
 executor, so services answer while train and export goals run.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -16,6 +17,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from kairo_interfaces.msg import ModelEvent
 from kairo_ros.api import API_KEY_ENV, KairoCredentialsError, load_api_key
 from kairo_ros.manager.backend import BackendLink
+from kairo_ros.manager.deploy_action import DeployAction, DeploymentWatcher
 from kairo_ros.manager.export_action import ExportAction
 from kairo_ros.manager.params import declare_and_read
 from kairo_ros.manager.record_action import RecordAction
@@ -43,6 +45,10 @@ class ManagerNode(Node):
         self._export_action = ExportAction(self, self._backend, self.params, group, goal_slots, self._stopping)
         self._record_action = RecordAction(self, self._backend, self.params, group, goal_slots, self._stopping)
         self._service_set = ManagerServices(self, self._backend, group, self.publish_event)
+        self._deployments = DeploymentWatcher(self._backend, self.params.deploy_watch_period_s, self.publish_event,
+                                              self._stopping, self.get_logger())
+        self._deploy_action = DeployAction(self, self._backend, self.params, group, goal_slots, self._stopping,
+                                           self._deployments)
         self.get_logger().info(f"kairo_manager ready: api_url={self.params.api_url}, {self._key_status()}, "
                                f"robot_id={self.params.robot_id or '(none)'}, export_dir={self.params.export_dir}")
 
@@ -59,9 +65,11 @@ class ManagerNode(Node):
         return f"API key from key file {self.params.api_key_file}" if self.params.api_key_file \
             else f"API key from ${API_KEY_ENV}"
 
-    def publish_event(self, event: str, model_id: str, version: str, robot_id: str, task: str) -> None:
+    def publish_event(self, event: str, model_id: str, version: str, robot_id: str, task: str,
+                      robots: Sequence[str] = ()) -> None:
+        """One ModelEvent; `robots`: the robots a deployment event concerns (empty: all)."""
         self._event_pub.publish(ModelEvent(stamp=self.get_clock().now().to_msg(), event=event, model_id=model_id,
-                                        version=version, robot_id=robot_id, task=task))
+                                        version=version, robot_id=robot_id, task=task, robots=list(robots)))
 
     def close(self) -> None:
         """Stop following goals (their runs go on on the backend) and close the HTTP client. Idempotent."""

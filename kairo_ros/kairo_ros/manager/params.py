@@ -31,14 +31,17 @@ SPECS: tuple[ParameterSpec, ...] = (
                   read_only=True),
     ParameterSpec("robot_id", "", "Robot a train goal is for when the goal leaves robot_id empty (rob_...).",
                   read_only=True),
-    ParameterSpec("poll_period_s", 1.0, "Seconds between progress polls of a running train goal.",
+    ParameterSpec("poll_period_s", 1.0, "Seconds between progress polls of a running train or deploy goal.",
                   range=(0.05, 60.0), read_only=True),
     ParameterSpec("request_timeout_s", 5.0, "Deadline of every API call in seconds, retries included; services "
                   "answer within it.", range=(0.1, 120.0), read_only=True),
     ParameterSpec("export_dir", "~/.kairo/exports", "Directory export goals write to when they leave output_dir "
                   "empty.", read_only=True),
-    ParameterSpec("max_outage_s", 600.0, "Seconds a train goal keeps polling an unreachable backend before it "
-                  "aborts.", range=(1.0, 86400.0), read_only=True),
+    ParameterSpec("max_outage_s", 600.0, "Seconds a train or deploy goal keeps polling an unreachable backend "
+                  "before it aborts.", range=(1.0, 86400.0), read_only=True),
+    ParameterSpec("deploy_watch_period_s", 2.0, "Seconds between checks of the deployments this manager made, "
+                  "so a rollback the backend decides by itself, or a promote, is published as a ModelEvent.",
+                  range=(0.1, 3600.0), read_only=True),
 )
 
 
@@ -51,6 +54,7 @@ class ManagerParams:
     request_timeout_s: float
     export_dir: pathlib.Path
     max_outage_s: float
+    deploy_watch_period_s: float = 2.0
 
 
 def declare_and_read(node: Node) -> ManagerParams:
@@ -65,4 +69,5 @@ def declare_and_read(node: Node) -> ManagerParams:
         request_timeout_s=value["request_timeout_s"],
         export_dir=pathlib.Path(value["export_dir"]).expanduser(),
         max_outage_s=value["max_outage_s"],
+        deploy_watch_period_s=value["deploy_watch_period_s"],
     )

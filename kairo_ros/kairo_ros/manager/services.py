@@ -1,4 +1,4 @@
-"""Services promote, list_models, get_model, list_runs, get_run, delete_model.
+"""Services promote, list_models, get_model, list_runs, get_run, delete_model, list_robots.
 
 Every failure is answered in-band: `success: false` and a message that says
 what went wrong and what to do (an unreachable backend is named by URL).
@@ -16,10 +16,10 @@ from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 
 from kairo_interfaces.msg import ModelEvent
-from kairo_interfaces.srv import DeleteModel, GetModel, GetRun, ListModels, ListRuns, PromoteModel
+from kairo_interfaces.srv import DeleteModel, GetModel, GetRun, ListModels, ListRobots, ListRuns, PromoteModel
 from kairo_ros.api import KairoArgumentError, KairoError, KairoNotFoundError
 from kairo_ros.manager.backend import BackendLink
-from kairo_ros.manager.conversions import model_msg, run_msg
+from kairo_ros.manager.conversions import model_msg, robot_msg, run_msg
 from kairo_ros.manager.train_action import EventSink
 
 _VERSION = re.compile(r"^v[1-9][0-9]*$")
@@ -48,6 +48,7 @@ class ManagerServices:
             (ListRuns, "list_runs", self._list_runs),
             (GetRun, "get_run", self._get_run),
             (DeleteModel, "delete_model", self._delete_model),
+            (ListRobots, "list_robots", self._list_robots),
         ]
         self._services = [node.create_service(srv, name, self._answered_in_band(name, handler), callback_group=group)
                           for srv, name, handler in handlers]
@@ -112,3 +113,10 @@ class ManagerServices:
         response.message = f"{model_id} and all its versions deleted"
         self._log.info(response.message)
         self._publish_event(ModelEvent.DELETED, model_id, "", model.robot_id, model.task)
+
+    def _list_robots(self, request: ListRobots.Request, response: ListRobots.Response) -> None:
+        page = self._backend.call(lambda api: api.list_robots())
+        task = request.task.strip()
+        robots = [r for r in page.data if not task or r.task == task]
+        response.robots = [robot_msg(r) for r in robots]
+        response.message = f"{len(robots)} robot(s)"
