@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from kairo_backend.core.config import EXECUTORS, Settings, default_data_dir
 from kairo_backend.errors import KairoError
+from kairo_backend.store.engine import database_error_types
 from kairo_features.schema import TASKS
 
 if TYPE_CHECKING:
@@ -27,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", type=Path, default=None,
                         help="data directory (default: $KAIRO_DATA_DIR, else "
                              "~/.local/share/kairo)")
+    common.add_argument("--database-url", default=None,
+                        help="postgresql://USER[:PASSWORD]@HOST:PORT/DB, the database every "
+                             "replica shares (default: $KAIRO_DATABASE_URL, else the SQLite "
+                             "file in the data dir; docs/deploy.md)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", parents=[common], help="run the HTTP server")
@@ -83,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
                     help="the features document (JSON, docs/features.md)")
     di.add_argument("--workspace", required=True)
     di.add_argument("--name", default=None, help="default: the recording's file name")
+
+    db = sub.add_parser("db", help="the database's schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub.add_parser("upgrade", parents=[common],
+                     help="bring the schema to this release's newest revision (serve and "
+                          "the other commands do it too when they open the database)")
+    dbsub.add_parser("current", parents=[common], help="print the schema's revision")
     return p
 
 
@@ -134,11 +146,12 @@ def _serve(settings: Settings) -> int:
 def _keys(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     from kairo_backend.core import security
     from kairo_backend.core.util import iso
+    from kairo_backend.store.engine import describe
 
     if args.keys_command == "create":
         key = store.create_key(args.workspace)
         print(f"workspace {args.workspace}: new API key {security.key_id(key)} (shown once, "
-              f"only its hash is stored in {settings.db_path})")
+              f"only its hash is stored in {describe(settings.database)})")
         print(key)
         return 0
     if args.keys_command == "list":
@@ -182,6 +195,34 @@ def _import(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from kairo_backend.store import migrate
+    from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
+    from kairo_backend.store.engine import describe, make_engine
+
+    engine = make_engine(settings.database, BACKGROUND_BUSY_TIMEOUT_S)
+    where = describe(settings.database)
+    if args.db_command == "upgrade":
+        before, head = migrate.upgrade(engine)
+        print(f"{where}: schema already at revision {head}" if before == head else
+              f"{where}: schema upgraded from {before or 'an empty database'} to revision "
+              f"{head}")
+        return 0
+    revision = migrate.current(engine)
+    state = ("up to date" if revision == migrate.HEAD else
+             "run 'kairo-backend db upgrade'" if revision in (None, "legacy") or
+             revision < migrate.HEAD else "newer than this kairo-backend")
+    print(f"{where}: schema revision {revision or 'none (empty database)'}; this "
+          f"kairo-backend's newest is {migrate.HEAD} ({state})")
+    return 0
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    """What a command reports in one line: bad input, a full disk, a database's error."""
+    return (KairoError, ValueError, OSError, RuntimeError, sqlite3.Error,
+            *database_error_types())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
@@ -190,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             kw: dict[str, object] = {}
             if args.torch_threads:
                 kw["torch_threads"] = args.torch_threads
+            if args.database_url:  # else KAIRO_DATABASE_URL, read by Settings
+                kw["database_url"] = args.database_url
             if args.executor:  # else KAIRO_EXECUTOR / KAIRO_RAY_ADDRESS, read by Settings
                 kw["executor"] = args.executor
             if args.ray_address:
@@ -205,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         from kairo_backend.store import Store
         from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
 
-        settings = Settings(data_dir=data_dir)
+        settings = Settings(data_dir=data_dir, **(
+            {"database_url": args.database_url} if args.database_url else {}))
         settings.ensure_dirs()
-        store = Store(settings.db_path, busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
+        if args.command == "db":
+            return _db(args, settings)
+        store = Store(settings.database, busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
         if args.command == "keys":
             return _keys(args, store, settings)
         if args.command == "datasets" and args.datasets_command == "import":
@@ -224,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ds['samples']} samples")
             print(ds["id"])
             return 0
-    except (KairoError, ValueError, OSError, sqlite3.Error) as exc:
+    except _errors() as exc:
         print(f"kairo-backend: error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     return 2
