@@ -109,6 +109,10 @@ def _serve(settings: Settings) -> int:
             # for it.
             self.should_exit = True
 
+    if settings.executor == "ray":
+        from kairo_backend.jobs.ray_executor import check_address
+
+        check_address(settings.ray_address)
     from kairo_backend.main import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "

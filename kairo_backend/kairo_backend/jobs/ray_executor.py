@@ -62,18 +62,12 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, settings: Settings) -> None:
-        address = settings.ray_address
-        if not address:
-            raise ValueError("--executor ray needs the Ray cluster's address: --ray-address "
-                             "HOST:PORT (its head's port, 6379 unless 'ray start --head "
-                             "--port' said otherwise) or KAIRO_RAY_ADDRESS; 'auto' finds a "
-                             "head started on this machine")
+        address = check_address(settings.ray_address)
         try:
             import ray
         except ImportError as exc:
             raise ValueError("--executor ray needs the 'ray' package: pip install "
                              "'kairo-backend[scale]' (make setup installs it)") from exc
-        _check_reachable(address)
         try:
             ray.init(address=address, namespace="kairo", logging_level=logging.WARNING,
                      log_to_driver=False)
@@ -147,18 +141,25 @@ class RayExecutor(Executor):
         self._ray.shutdown()
 
 
-def _check_reachable(address: str) -> None:
-    """Fail at once, with what to do, when nothing listens at HOST:PORT (ray.init
-    would retry for minutes)."""
+def check_address(address: str | None) -> str:
+    """The Ray head's address, once something answers there; else a ValueError that
+    says what to do (ray.init would retry for minutes). The CLI calls it before it
+    loads the app, so that a wrong setting fails fast."""
+    if not address:
+        raise ValueError("--executor ray needs the Ray cluster's address: --ray-address "
+                         "HOST:PORT (its head's port, 6379 unless 'ray start --head "
+                         "--port' said otherwise) or KAIRO_RAY_ADDRESS; 'auto' finds a "
+                         "head started on this machine")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or "://" in address:
-        return  # "auto" or a ray:// client address: left to Ray
+        return address  # "auto" or a ray:// client address: left to Ray
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise ValueError(f"no Ray head answers at {address} ({exc}): start one with "
                          "'ray start --head --port PORT', or fix --ray-address / "
                          "KAIRO_RAY_ADDRESS") from exc
+    return address
 
 
 def _first_line(exc: BaseException) -> str:
