@@ -1,4 +1,10 @@
-"""A real backend process on a free loopback port, with a temporary data dir."""
+"""A real backend process on a free loopback port, with a temporary data dir.
+
+The session's server runs once per engine: SQLite (a file in its data dir) and
+PostgreSQL (a database of its own on one real PostgreSQL server, tests/postgres.py,
+started for the session when a test asks for it). `cli()` and `Server` pass the
+data dir's database on, so a test reads the same whatever the engine.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +24,58 @@ import httpx
 import pytest
 
 STARTUP_S = 60.0
+ENGINES = ("sqlite", "postgresql")
+# The PostgreSQL database of each data dir that has one (else: SQLite in the data dir).
+DATABASES: dict[Path, str] = {}
+
+
+def database_args(data_dir: Path) -> list[str]:
+    """`--database-url URL` for a data dir on PostgreSQL, else nothing."""
+    url = DATABASES.get(Path(data_dir))
+    return ["--database-url", url] if url else []
 
 
 def cli(data_dir: Path, *args: str) -> str:
     """Run `kairo-backend ARGS --data-dir DIR`; its last stdout line."""
     out = subprocess.run([sys.executable, "-m", "kairo_backend", *args, "--data-dir",
-                          str(data_dir)], check=True, capture_output=True, text=True,
-                         timeout=120, cwd=data_dir)
+                          str(data_dir), *database_args(data_dir)], check=True,
+                         capture_output=True, text=True, timeout=120, cwd=data_dir)
     return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    """One PostgreSQL server for the session (each data dir gets its own database)."""
+    from postgres import running_postgres
+
+    with running_postgres() as url:
+        yield url
+
+
+def new_database(cluster_url: str) -> str:
+    """A new, empty database on the cluster; its URL."""
+    import psycopg
+
+    name = f"kairo_{len(DATABASES) + 1}_{os.getpid()}"
+    with psycopg.connect(cluster_url, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return cluster_url.rsplit("/", 1)[0] + "/" + name
+
+
+def engine_data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    name: str, engine: str) -> Path:
+    """A new data dir whose database is on `engine` (a PostgreSQL one: made now)."""
+    d = tmp_path_factory.mktemp(f"{name}-{engine}")
+    if engine == "postgresql":
+        DATABASES[d] = new_database(request.getfixturevalue("postgres_cluster"))
+    return d
+
+
+def store_of(data_dir: Path) -> Any:
+    """A Store on the data dir's database (for what the API does not show)."""
+    from kairo_backend.store import Store
+
+    return Store(DATABASES.get(Path(data_dir)) or Path(data_dir) / "kairo.db", upgrade=False)
 
 
 @dataclass
@@ -37,7 +87,8 @@ class Server:
 
     def start(self) -> Server:
         cmd = [sys.executable, "-m", "kairo_backend", "serve", "--host", "127.0.0.1",
-               "--port", "0", "--data-dir", str(self.data_dir), *self.extra]
+               "--port", "0", "--data-dir", str(self.data_dir),
+               *database_args(self.data_dir), *self.extra]
         # cwd: the data dir, so a checkout in the caller's cwd never shadows the package
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True, cwd=self.data_dir)
@@ -100,9 +151,10 @@ def wait_run(c: httpx.Client, model_id: str, run_id: str, timeout: float = 180.0
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("kairo-data")
+@pytest.fixture(scope="session", params=ENGINES)
+def data_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session server's data dir, once per engine."""
+    return engine_data_dir(request, tmp_path_factory, "kairo-data", request.param)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ and delete tests, which change the model for everyone, come last.
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Server, cli, wait_run
+from conftest import Server, cli, store_of, wait_run
 
 DEADLINE_S = 60.0  # generous: the guard's time plus a few sweeps, on a loaded machine
 GOOD_HEALTH = {"window_s": 10.0, "rate_hz": 10.0, "latency_p50_ms": 0.4,
@@ -393,9 +392,12 @@ def test_deleting_the_model_removes_its_deployments(server: Server, api: httpx.C
     assert api.get(f"/v1/models/{mid}/deployments").json()["total"] > 0
     assert api.delete(f"/v1/models/{mid}").status_code == 200
     assert api.get(f"/v1/models/{mid}/deployments").status_code == 404
-    with sqlite3.connect(server.data_dir / "kairo.db") as db:
-        left = db.execute("SELECT count(*) FROM deployments WHERE model_id=?", (mid,))
+    store = store_of(server.data_dir)
+    try:
+        left = store.conn.execute("SELECT count(*) FROM deployments WHERE model_id=?", (mid,))
         assert left.fetchone()[0] == 0
+    finally:
+        store.close()
     # its robots stay in the fleet, and their heartbeats answer that the model is gone
     answer = api.post("/v1/robots/rob_fleet_a/heartbeat",
                       json={"period_s": 1.0, "model_id": mid}).json()

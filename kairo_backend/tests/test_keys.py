@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Server, cli
+from conftest import Server, cli, database_args
 
 
 def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kairo_backend", *args, "--data-dir",
-                           str(data_dir)], capture_output=True, text=True, timeout=120,
-                          cwd=data_dir)
+                           str(data_dir), *database_args(data_dir)], capture_output=True,
+                          text=True, timeout=120, cwd=data_dir)
 
 
 def test_list_and_revoke_on_a_running_server(server: Server, key: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, cli
+from conftest import ENGINES, Server, cli, engine_data_dir
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
@@ -22,10 +22,12 @@ MIN_CASES = 1000
 MAX_EXAMPLES = 80
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
-    """A server holding a key and a small dataset in workspace `fuzz`."""
-    srv = Server(tmp_path_factory.mktemp("schemathesis"), ["--max-upload-mb", "2"]).start()
+@pytest.fixture(scope="module", params=ENGINES)
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[tuple[Server, str]]:
+    """A server holding a key and a small dataset in workspace `fuzz` (once per engine)."""
+    data_dir = engine_data_dir(request, tmp_path_factory, "schemathesis", request.param)
+    srv = Server(data_dir, ["--max-upload-mb", "2"]).start()
     try:
         key = cli(srv.data_dir, "keys", "create", "--workspace", "fuzz")
         cli(srv.data_dir, "datasets", "create-demo", "navigation", "--workspace", "fuzz",
