@@ -274,6 +274,25 @@ def test_fleet_shows_robots_and_a_canary_widens_from_the_page(
     assert ui_api.get(f"/v1/models/{model_id}/deployments/{dep_id}").json()["state"] == \
         "complete"
 
+    # v1 in shadow beside v2 on one robot, then rolled back, both from the page
+    page.locator("tr[data-version=v1]").get_by_role("link", name="Shadow…").click()
+    expect(page.locator("#question")).to_contain_text("in shadow beside the active version v2")
+    page.check("input[name=robots][value=rob_ui_2]")
+    page.fill("#max_divergence", "0.5")
+    page.click("#confirm")
+    expect(page.locator("#notice")).to_contain_text("deployment of v1 has started")
+    shadow = ui_api.get(f"/v1/models/{model_id}/deployments").json()["data"][0]
+    assert (shadow["version"], shadow["mode"], shadow["robots"]) == ("v1", "shadow",
+                                                                     ["rob_ui_2"])
+    assert shadow["guard"]["max_divergence"] == 0.5 and shadow["state"] == "rolling_out"
+    page.locator(f"[data-deployment-id={shadow['id']}]").get_by_role(
+        "link", name="Roll back…").click()
+    page.click("#confirm")
+    expect(page.locator("#notice")).to_contain_text("deployment of v1 was rolled back")
+    shadow = ui_api.get(f"/v1/models/{model_id}/deployments/{shadow['id']}").json()
+    assert shadow["state"] == "rolled_back"
+    assert shadow["reason"] == "rolled back by the operator"
+
 
 def test_cross_site_posts_are_refused(page: Page, browser: BrowserContext, ui_server: Server,
                                       ui_api: httpx.Client, state: dict[str, Any]) -> None:
