@@ -58,8 +58,9 @@ def at_head(engine: Engine) -> bool:
         c.close()
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Bring the database to HEAD; (the revision before, HEAD)."""
+def upgrade(engine: Engine, target: str = HEAD) -> tuple[str | None, str]:
+    """Bring the database to `target` (HEAD; an older one for tests of the upgrade
+    itself); (the revision before, the target)."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
@@ -74,13 +75,13 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             raise SchemaError(f"the database {describe(_where(engine))} is at schema revision "
                               f"{before}, newer than this kairo-backend knows ({HEAD}): "
                               "run the release that made it, or upgrade kairo-backend")
-        if before != HEAD:
+        if before != target:
             config.attributes["connection"] = conn
             # a database made before Alembic: its revisions run from the first, each
             # making only what is missing
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
             conn.commit()
-    return before, HEAD
+    return before, target
 
 
 def ensure_schema(engine: Engine) -> None:
