@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
 from conftest import Server, cli, wait_run
+from kairo_backend.core.security import key_id
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -382,6 +383,10 @@ def test_a_workspace_sees_only_its_own(playwright: Playwright, ui_server: Server
         assert answer is not None and answer.status == 404
         other.goto(f"{ui_server.url}/ui/fleet")
         expect(other.locator("#no-robots")).to_be_visible()
+        # revoking the key it signed in with ends the session
+        cli(ui_server.data_dir, "keys", "revoke", key_id(foreign_key))
+        other.goto(f"{ui_server.url}/ui/models")
+        expect(other).to_have_url(ui_server.url + "/ui/signin")
     finally:
         context.close()
 
