@@ -379,3 +379,52 @@ def test_the_readme_deploy_goal_is_a_valid_goal() -> None:
     request, problem = request_from_goal(goal)
     assert request is not None, problem
     assert request.robots == ("rob_1",) and request.guard.min_observation_s == 60.0
+
+
+def test_the_client_reads_the_fleet_as_the_raw_json(fleet: Fleet) -> None:
+    from kairo_ros.api import (
+        DeploymentRequest,
+        KairoArgumentError,
+        KairoNotFoundError,
+        KairoValidationError,
+    )
+
+    model_id, api = fleet.model_id, fleet.api
+    with fleet.backend.client() as raw:
+        raw_robots = raw.get("/v1/robots").json()
+        raw_deployments = raw.get(f"/v1/models/{model_id}/deployments").json()
+        raw_assignment = raw.get(f"/v1/models/{model_id}/assignment", params={"robot_id": "rob_1"}).json()
+    robots = api.list_robots()
+    assert robots.total == raw_robots["total"]
+    assert {r.id for r in robots.data} == {r["id"] for r in raw_robots["data"]} >= set(ROBOTS)
+    robot, raw_robot = api.get_robot("rob_1"), next(r for r in raw_robots["data"] if r["id"] == "rob_1")
+    assert (robot.node, robot.model_id, robot.period_s, robot.first_seen, robot.version) == (
+        raw_robot["node"], raw_robot["model_id"], raw_robot["period_s"], raw_robot["first_seen"],
+        raw_robot["serving"]["version"])
+    assert robot.health is not None and robot.health.window_s == raw_robot["health"]["window_s"]
+    deployments = api.list_deployments(model_id)
+    assert deployments.total == raw_deployments["total"] >= 3
+    for typed, plain in zip(deployments.data, raw_deployments["data"], strict=True):
+        assert (typed.id, typed.state, typed.reason, typed.mode, typed.version, list(typed.robots)) == (
+            plain["id"], plain["state"], plain["reason"] or "", plain["mode"], plain["version"], plain["robots"])
+        assert typed.guard.max_drop_rate == plain["guard"]["max_drop_rate"]
+        assert [(p.robot_id, p.status) for p in typed.progress] == [(p["robot_id"], p["status"])
+                                                                    for p in plain["progress"]]
+        assert api.get_deployment(model_id, typed.id).state == typed.state
+    assignment = api.assignment(model_id, "rob_1")
+    assert (assignment.version, assignment.sha256, assignment.deployment_id or None, assignment.shadow) == (
+        raw_assignment["version"], raw_assignment["sha256"], raw_assignment["deployment_id"], None)
+    # A heartbeat answers with the robot's assignment: a new robot gets the active version.
+    answer = api.heartbeat("rob_client1", {"period_s": 60.0, "model_id": model_id, "task": "navigation"})
+    assert answer is not None and answer.version == api.get_model(model_id).active_version
+    assert api.heartbeat("rob_client1", {"period_s": 60.0}) is None, "no model named: no assignment"
+    assert api.get_robot("rob_client1").status == "online"
+    with pytest.raises(KairoNotFoundError) as missing:
+        api.get_robot("rob_nobody")
+    assert missing.value.status == 404
+    with pytest.raises(KairoValidationError):
+        api.heartbeat("rob_client1", {"period_s": 60.0, "unknown_field": 1})
+    with pytest.raises(KairoNotFoundError):
+        api.create_deployment(model_id, DeploymentRequest(version="v99", robots=("rob_1",)))
+    with pytest.raises(KairoArgumentError):
+        api.create_deployment(model_id, DeploymentRequest(version="v2", robots=("rob_1",), percent=50))
