@@ -41,11 +41,14 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(3)
 
 
-def run(data_dir: Path, run_id: str, parent_pid: int | None, threads: int) -> int:
+def run(data_dir: Path, run_id: str, parent_pid: int | None, threads: int,
+        database: Path | str | None = None) -> int:
     """Train run `run_id`, recording everything in the data dir; the exit status.
-    `parent_pid`: the server's process, whose end ends the run (None: not a child of it)."""
+    `parent_pid`: the server's process, whose end ends the run (None: not a child of it).
+    `database`: the server's (a Ray task's environment is not the server's); by
+    default the one `database_for` finds."""
     t_start = time.perf_counter()
-    store = Store(database_for(data_dir), busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
+    store = Store(database or database_for(data_dir), busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
     try:
         return _train(store, data_dir, run_id, parent_pid, threads, t_start)
     finally:
