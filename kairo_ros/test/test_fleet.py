@@ -265,6 +265,7 @@ def test_a_shadow_publishes_only_the_active_outputs_and_measures_the_candidate(
 
 def test_a_canary_reaches_one_robot_and_a_promote_widens_it_to_all(fleet: Fleet) -> None:
     v1, v2 = fleet.v1.version, fleet.v2.version
+    diagnostics = Collector(fleet.ros, DiagnosticArray, "/diagnostics")
     outcome = fleet.send_deploy(deploy_goal(fleet, v2, ["rob_1"], min_observation_s=1.0)).result(30)
     assert outcome.succeeded and outcome.result.success and outcome.result.deployment_id
     deployment_id = outcome.result.deployment_id
@@ -273,6 +274,16 @@ def test_a_canary_reaches_one_robot_and_a_promote_widens_it_to_all(fleet: Fleet)
     for robot in ("rob_2", "rob_3"):
         assert fleet.answer(robot, np.full(BEAMS, 2.0, np.float32)).model_version == v1
     expected = {"rob_1": v2, "rob_2": v1, "rob_3": v1}
+    reported: dict[str, str] = {}
+
+    def diagnosed(array: DiagnosticArray) -> bool:
+        for status in array.status:
+            robot = status.name.split("/")[1] if status.name.endswith("kairo_inference: model") else ""
+            if robot in expected:
+                reported[robot] = next(kv.value for kv in status.values if kv.key == "model_version")
+        return reported == expected
+
+    diagnostics.wait_for(diagnosed, 20, "each robot's /diagnostics naming the version it serves")
     wait_until(lambda: {r: fleet.robot(r).version for r in ROBOTS} == expected, 20, "GET /v1/robots")
     over_ros = fleet.robots_over_ros()
     assert {r: over_ros[r].version for r in ROBOTS} == expected
