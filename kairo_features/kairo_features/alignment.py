@@ -79,8 +79,9 @@ class Aligner:
     arrays given to `add()` are kept as they are: pass arrays you will not
     change. Values are what `kairo_features.fields.entry_reader` gives: the
     entry's values (any array with the entry's size), or for a detection
-    output [label, center_x, center_y, size_x, size_y], which becomes the
-    dataset's `labels` and `boxes`.
+    output [n, 5] rows (label, center_x, center_y, size_x, size_y), one per
+    detection (n may be 0), which become the sample's `labels` [n] and
+    `boxes` [n, 4] (the importer pads them to the dataset's longest).
     """
 
     def __init__(self, features: Features, *, topics: Mapping[str, str] | None = None,
@@ -101,8 +102,9 @@ class Aligner:
         by_topic: dict[str, list[str]] = {}
         for entry in features.entries:
             kind = _OUTPUT if entry.is_output else _TRIGGER if entry.name == self._trigger else _INPUT
-            shape = (1 + BOX_SIZE,) if entry.is_detection else entry.shape
-            self._lookup[entry.name] = (entry.name, kind, shape, math.prod(shape))
+            shape = (-1, 1 + BOX_SIZE) if entry.is_detection else entry.shape
+            self._lookup[entry.name] = (entry.name, kind, shape, 1 + BOX_SIZE if entry.is_detection
+                                        else math.prod(shape))
             by_topic.setdefault(topics.get(entry.name, entry.topic), []).append(entry.name)
         for topic, names in by_topic.items():
             if len(names) == 1:
@@ -138,10 +140,12 @@ class Aligner:
         name, kind, shape, size = spec
         array = values if type(values) is np.ndarray and values.dtype == _FLOAT32 \
             else np.asarray(values, dtype=np.float32)
+        if name not in self._plain:
+            if array.size % size:
+                raise ValueError(f"{name}: a detection output takes rows of [label, center_x, center_y, size_x, "
+                                 f"size_y]; got {array.size} values")
+            return self._push(name, kind, stamp_ns, array.reshape(shape))
         if array.size != size:
-            if name not in self._plain:
-                raise ValueError(f"{name}: a detection output takes [label, center_x, center_y, size_x, size_y]; "
-                                 f"got {array.size} values")
             raise ValueError(f"{name}: got {array.size} values; the entry takes {size} "
                              f"(shape {list(shape)}); use add_unreadable for a message that cannot be read")
         if array.shape != shape:
@@ -232,8 +236,8 @@ class Aligner:
                 self.dropped[f"non_finite:{name}"] += 1
                 return
             if detection:
-                values["labels"] = np.asarray(int(value[0]), dtype=np.int64)
-                values["boxes"] = value[1:]
+                values["labels"] = value[:, 0].astype(np.int64)
+                values["boxes"] = value[:, 1:]
             else:
                 values[name] = value
         self.samples += 1

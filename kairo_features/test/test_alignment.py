@@ -170,11 +170,16 @@ def test_detection_outputs_become_labels_and_boxes() -> None:
     samples, _ = run(features, [("image", 0, image), ("detections", 0, v(2, 16, 15, 4, 5))])
     [sample] = samples
     assert list(sample.values) == ["image", "labels", "boxes"]
-    assert sample.values["labels"].dtype == np.int64 and sample.values["labels"].shape == () \
-        and int(sample.values["labels"]) == 2
-    assert sample.values["boxes"].tolist() == [16, 15, 4, 5] and np.shares_memory(sample.values["image"], image)
+    assert sample.values["labels"].dtype == np.int64 and sample.values["labels"].tolist() == [2]
+    assert sample.values["boxes"].tolist() == [[16, 15, 4, 5]] and np.shares_memory(sample.values["image"], image)
+    # every detection of a message, and none
+    samples, _ = run(features, [("image", 0, image), ("detections", 0, v(2, 16, 15, 4, 5, 0, 1, 2, 3, 4)),
+                                ("image", 10, image), ("detections", 10, np.zeros((0, 5), np.float32))])
+    assert [s.values["labels"].tolist() for s in samples] == [[2, 0], []]
+    assert samples[0].values["boxes"].tolist() == [[16, 15, 4, 5], [1, 2, 3, 4]]
+    assert samples[1].values["boxes"].shape == (0, 4)
     aligner = Aligner(features)
-    with pytest.raises(ValueError, match=r"detections: a detection output takes \[label, center_x"):
+    with pytest.raises(ValueError, match=r"detections: a detection output takes rows of \[label, center_x"):
         aligner.add("detections", 0, v(1, 2, 3))
 
 
