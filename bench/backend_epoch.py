@@ -26,6 +26,7 @@ from kairo_backend.store import Store
 from kairo_backend.training import trainer
 from kairo_backend.training.config import TrainConfig
 from kairo_backend.training.demo import make_demo
+from kairo_backend.training.detection import detection_loss
 
 
 def main() -> int:
@@ -38,7 +39,7 @@ def main() -> int:
                             device="cpu")
     plain_net = copy.deepcopy(setup.net)
     plain_opt = torch.optim.Adam(plain_net.parameters(), lr=1e-3)
-    x, y, labels = setup.train.x, setup.train.y, setup.train.labels
+    x, y, targets = setup.train.x, setup.train.y, setup.train.targets
     with tempfile.TemporaryDirectory() as d:
         store = Store(Path(d) / "k.db")
         ws = store.ensure_workspace("bench")
@@ -59,12 +60,14 @@ def main() -> int:
                                f"epoch loss={loss}")
             return time.perf_counter() - t
 
-        vx, vy, vl = setup.val.x, setup.val.y, setup.val.labels
+        vx, vy, vt = setup.val.x, setup.val.y, setup.val.targets
 
-        def loss_of(out: Any, yy: torch.Tensor, ll: torch.Tensor | None) -> torch.Tensor:
-            if ll is not None:
-                logits, box = out
-                return F.cross_entropy(logits, ll) + 5.0 * F.smooth_l1_loss(box, yy, beta=0.05)
+        def pick(t: dict[str, torch.Tensor] | None, idx: Any) -> dict[str, torch.Tensor] | None:
+            return None if t is None else {k: v[idx] for k, v in t.items()}
+
+        def loss_of(out: Any, yy: torch.Tensor, tt: dict[str, torch.Tensor] | None) -> torch.Tensor:
+            if tt is not None:
+                return detection_loss(out, tt)
             return F.mse_loss(out, yy)
 
         train_only: list[float] = []
@@ -75,8 +78,8 @@ def main() -> int:
             perm = torch.randperm(x.shape[0])
             for i in range(0, x.shape[0], 64):
                 idx = perm[i:i + 64]
-                loss = loss_of(plain_net(x[idx]), y[idx],
-                               labels[idx] if labels is not None else None)
+                loss = loss_of(plain_net(trainer.net_input(setup, x[idx])),
+                               y[idx] if targets is None else y, pick(targets, idx))
                 plain_opt.zero_grad()
                 loss.backward()
                 plain_opt.step()
@@ -85,8 +88,9 @@ def main() -> int:
             with torch.no_grad():
                 val = 0.0
                 for i in range(0, vx.shape[0], 256):
-                    val += float(loss_of(plain_net(vx[i:i + 256]), vy[i:i + 256],
-                                         vl[i:i + 256] if vl is not None else None))
+                    val += float(loss_of(plain_net(trainer.net_input(setup, vx[i:i + 256])),
+                                         vy[i:i + 256] if vt is None else vy,
+                                         pick(vt, slice(i, i + 256))))
             return time.perf_counter() - t
 
         ours(), plain()  # warm-up

@@ -329,6 +329,23 @@ def test_the_limits_refuse_a_recording_with_413_and_leave_nothing(bags: dict[str
         assert list(settings.datasets_dir.iterdir()) == []
 
 
+def detection(t: Any, class_id: str, score: float, box: tuple[float, ...]) -> Any:
+    """A kairo_interfaces Detection2D (vision_msgs' shape) with one hypothesis."""
+    k = "kairo_interfaces/msg/"
+    pose = t["geometry_msgs/msg/PoseWithCovariance"](
+        pose=t["geometry_msgs/msg/Pose"](position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
+                                         orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0,
+                                                                                      w=1.0)),
+        covariance=np.zeros(36))
+    return t[k + "Detection2D"](
+        header=_header(0), id="",
+        results=[t[k + "ObjectHypothesisWithPose"](
+            hypothesis=t[k + "ObjectHypothesis"](class_id=class_id, score=score), pose=pose)],
+        bbox=t[k + "BoundingBox2D"](center=t[k + "Pose2D"](position=t[k + "Point2D"](x=box[0], y=box[1]),
+                                                         theta=0.0),
+                                    size_x=box[2], size_y=box[3]))
+
+
 def write_detection_bag(path: Path, classes: list[str]) -> dict[str, np.ndarray]:
     """Images and their detections (a kairo_interfaces type the backend does not know: the
     bag holds its definition), the detection stamped with its image's header stamp."""
@@ -336,7 +353,8 @@ def write_detection_bag(path: Path, classes: list[str]) -> dict[str, np.ndarray]
 
     store = get_typestore(Stores.ROS2_JAZZY)
     msg_dir = Path(__file__).resolve().parents[2] / "kairo_interfaces" / "msg"
-    for name in ("BoundingBox2D", "Detection2D", "Detection2DArray"):
+    for name in ("Point2D", "Pose2D", "BoundingBox2D", "ObjectHypothesis", "ObjectHypothesisWithPose",
+                 "Detection2D", "Detection2DArray"):
         store.register(get_types_from_msg((msg_dir / f"{name}.msg").read_text(),
                                           f"kairo_interfaces/msg/{name}"))
     t = store.types
@@ -354,20 +372,15 @@ def write_detection_bag(path: Path, classes: list[str]) -> dict[str, np.ndarray]
             writer.write(images, stamp + 3_000_000, bytes(store.serialize_cdr(t["sensor_msgs/msg/Image"](
                 header=_header(stamp), height=32, width=32, encoding="rgb8", is_bigendian=0, step=96,
                 data=pixels.reshape(-1)), "sensor_msgs/msg/Image")))
-            found = [t["kairo_interfaces/msg/Detection2D"](
-                class_id=classes[(label + 1) % len(classes)], score=0.2,
-                bbox=t["kairo_interfaces/msg/BoundingBox2D"](center_x=0.0, center_y=0.0, size_x=1.0,
-                                                             size_y=1.0)),
-                t["kairo_interfaces/msg/Detection2D"](
-                class_id=classes[label], score=0.9,
-                bbox=t["kairo_interfaces/msg/BoundingBox2D"](center_x=box[0], center_y=box[1],
-                                                             size_x=box[2], size_y=box[3]))]
+            other = (0.0, 0.0, 1.0, 1.0)
+            found = [detection(t, classes[(label + 1) % len(classes)], 0.2, other),
+                     detection(t, classes[label], 0.9, box)]
             writer.write(detections, stamp + 9_000_000, bytes(store.serialize_cdr(
                 t["kairo_interfaces/msg/Detection2DArray"](header=_header(stamp), detections=found),
                 "kairo_interfaces/msg/Detection2DArray")))
-            expected["image"].append(pixels.transpose(2, 0, 1))
-            expected["labels"].append(label)
-            expected["boxes"].append(box)
+            expected["image"].append(pixels.transpose(2, 0, 1) / 255)  # the reader gives [0, 1]
+            expected["labels"].append([(label + 1) % len(classes), label])  # every detection
+            expected["boxes"].append([other, box])
     return {"image": np.asarray(expected["image"], dtype=np.float32),
             "labels": np.asarray(expected["labels"], dtype=np.int64),
             "boxes": np.asarray(expected["boxes"], dtype=np.float32)}
@@ -391,7 +404,7 @@ def test_detection_recording_with_its_own_definitions_imports(srv: Server, api: 
     assert sorted(arrays) == sorted(expected)
     for name, array in expected.items():
         assert arrays[name].dtype == array.dtype, name
-        np.testing.assert_array_equal(arrays[name], array, err_msg=name)
+        np.testing.assert_allclose(arrays[name], array, rtol=1e-6, err_msg=name)
 
 
 def test_training_on_an_imported_dataset_completes(api: httpx.Client,

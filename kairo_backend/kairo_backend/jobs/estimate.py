@@ -5,7 +5,7 @@ from __future__ import annotations
 from kairo_backend.store import Store
 
 # Used only until the calibration (or a first run) has measured this machine.
-FALLBACK = {"mlp": (20000.0, 6.0), "cnn": (800.0, 8.0)}
+FALLBACK = {"mlp": (20000.0, 6.0), "cnn": (20.0, 8.0)}  # cnn: the 160x120 detector
 
 
 def estimate_duration_s(store: Store, task: str, architecture: str, samples: int,

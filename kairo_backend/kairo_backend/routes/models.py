@@ -46,7 +46,11 @@ def train(body: TrainRequest, ctx: Ctx, ws: Workspace, response: Response) -> di
     if arch == "cnn" and body.task != "object_detection":
         raise ValidationFailed(f"architecture: cnn needs image input; task {body.task} "
                                "has vector features (use mlp or auto)")
-    config = TrainConfig.from_request(body.config.model_dump() if body.config else None)
+    if arch == "mlp" and body.task == "object_detection":
+        raise ValidationFailed("architecture: object_detection trains a cnn detector "
+                               "(use cnn or auto)")
+    config = TrainConfig.from_request(body.config.model_dump() if body.config else None,
+                                      task=body.task)
     ds = ctx.store.get_dataset(ws, body.dataset_id)
     if ds is None:
         raise NotFound(f"dataset {body.dataset_id} not found in this workspace")

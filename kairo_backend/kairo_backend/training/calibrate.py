@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     startup = time.perf_counter() - T0
     store = Store(database_for(a.data_dir), busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
-    for task, n in (("manipulation", 1000), ("navigation", 1000), ("object_detection", 300)):
+    # detection: few images, its network costs ~0.1 s an image to train on one thread
+    for task, n in (("manipulation", 1000), ("navigation", 1000), ("object_detection", 60)):
         arch = resolve_architecture("auto", task)
         key = f"{task}/{arch}"
         if store.throughput(key) is not None:

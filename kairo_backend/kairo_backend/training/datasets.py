@@ -1,8 +1,9 @@
 """Dataset files: an `.npz` holding one array per input/output name (numpy only).
 
 Regression tasks: one float array per input and per output, `[N, *shape]`.
-Detection: the image input `[N, C, H, W]` (0-255), `labels` `[N]` (int class
-ids) and `boxes` `[N, 4]` (`center_x, center_y, size_x, size_y` in pixels).
+Detection: the image input `[N, C, H, W]` (uint8 0-255, or float in [0, 1]),
+`labels` `[N, M]` (int class ids, -1 where an image has fewer than M objects)
+and `boxes` `[N, M, 4]` (`center_x, center_y, size_x, size_y` in pixels).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from kairo_backend.errors import PayloadTooLarge, ValidationFailed
-from kairo_features.schema import Features, FeaturesError, parse_features
+from kairo_features.schema import ANY_LENGTH, Features, FeaturesError, parse_features
 
 MIN_SAMPLES = 10
 MAX_ARRAYS = 64
@@ -182,22 +183,48 @@ def check_arrays(arrays: dict[str, np.ndarray], features: dict[str, Any]) -> int
         raise ValidationFailed(f"file: arrays have different sample counts {counts}")
     if n < MIN_SAMPLES:
         raise ValidationFailed(f"file: needs at least {MIN_SAMPLES} samples, has {n}")
+    lengths: set[int] = set()  # the ANY_LENGTH dims' length, the same in every array
     for name, shape in expected.items():
         arr = arrays[name]
-        if tuple(arr.shape[1:]) != shape:
+        got = tuple(arr.shape[1:])
+        if len(got) != len(shape) or any(s not in (g, ANY_LENGTH) for g, s in zip(got, shape, strict=True)):
+            wanted = ["M" if s == ANY_LENGTH else s for s in shape]
             raise ValidationFailed(
-                f"file.{name}: per-sample shape {list(arr.shape[1:])} does not match "
-                f"features shape {list(shape)}")
+                f"file.{name}: per-sample shape {list(got)} does not match features shape "
+                f"{wanted}" + (" (M: the most objects in an image, -1 labels pad)"
+                               if ANY_LENGTH in shape else ""))
+        lengths.update(g for g, s in zip(got, shape, strict=True) if s == ANY_LENGTH)
         check_dtype(f"file.{name}", arr.dtype)
         if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
             raise ValidationFailed(f"file.{name}: contains NaN or infinite values")
+    if len(lengths) > 1:
+        raise ValidationFailed(f"file: labels and boxes disagree on objects per image "
+                               f"({sorted(lengths)}); pad both to the same M")
     if parsed.is_detection:
-        labels = arrays["labels"]
-        n_classes = len(features["classes"])
-        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or \
-                labels.max() >= n_classes:
-            raise ValidationFailed(f"file.labels: must be integers in 0..{n_classes - 1}")
+        _check_detection(arrays, parsed)
     return n
+
+
+def _check_detection(arrays: dict[str, np.ndarray], parsed: Features) -> None:
+    image_name = parsed.inputs[0].name
+    image = arrays[image_name]
+    if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+        raise ValidationFailed(f"file.{image_name}: dtype {image.dtype}; images are uint8 "
+                               "(0-255) or float (0-1): convert with .astype(numpy.uint8)")
+    if np.issubdtype(image.dtype, np.floating) and image.size and \
+            (image.min() < 0 or image.max() > 1):
+        raise ValidationFailed(f"file.{image_name}: float images hold values in [0, 1], these "
+                               f"span {image.min():g}..{image.max():g}; divide by 255 or "
+                               "store uint8")
+    labels = arrays["labels"]
+    n_classes = len(parsed.classes)
+    if not np.issubdtype(labels.dtype, np.integer) or (labels.size and (
+            labels.min() < -1 or labels.max() >= n_classes)):
+        raise ValidationFailed(f"file.labels: must be integers in 0..{n_classes - 1} "
+                               "(-1 pads an image with fewer objects)")
+    sizes = arrays["boxes"][..., 2:][labels >= 0]
+    if sizes.size and sizes.min() <= 0:
+        raise ValidationFailed("file.boxes: every object's size_x and size_y must be > 0")
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> int:

@@ -15,9 +15,8 @@ navigation: a robot in a random rectangular room (2-8 m a side) with up to 3
   angular.z = 1.0 * (L - R) / (L + R) rad/s, L and R the mean ranges over
   30..90 degrees to the left and to the right: turn toward open space.
   Tolerance 0.1 (m/s, rad/s).
-object_detection: 3x32x32 RGB images (0-255) of one filled circle, square
-  or triangle (side 8-16 px) in a random colour on a noisy background;
-  labels 0=circle 1=square 2=triangle, box (cx, cy, w, h) in pixels.
+object_detection: 3x120x160 RGB camera images (uint8) of 0-6 shapes of four
+  classes on cluttered backgrounds (training/demo_detection.py).
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from kairo_backend.errors import ValidationFailed
-from kairo_features.tasks import IMAGE_SHAPE, NAV_BEAMS, TASKS, default_features
+from kairo_backend.training.demo_detection import render_detection
+from kairo_features.tasks import NAV_BEAMS, TASKS, default_features
 
 LINKS = np.array([0.4, 0.3, 0.2])
 REST_POSE = np.array([0.0, 1.0, 1.0])
@@ -123,35 +123,6 @@ def _navigation(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {"scan": scan.astype(np.float32), "cmd_vel": nav_rule(scan).astype(np.float32)}
 
 
-def _detection(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    c, hh, ww = IMAGE_SHAPE
-    yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float32) + 0.5
-    images = np.empty((n, c, hh, ww), dtype=np.float32)
-    labels = rng.integers(0, 3, n)
-    boxes = np.empty((n, 4), dtype=np.float32)
-    for i in range(n):
-        bg = rng.uniform(0, 90, size=(3, 1, 1))
-        img = bg + rng.normal(0, 12, size=(c, hh, ww))
-        size = rng.uniform(8, 16)
-        cx, cy = rng.uniform(size / 2, ww - size / 2), rng.uniform(size / 2, hh - size / 2)
-        half = size / 2
-        if labels[i] == 0:
-            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= half**2
-        elif labels[i] == 1:
-            mask = (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
-        else:  # upright triangle: apex at top centre, base at the bottom
-            top, bottom = cy - half, cy + half
-            frac = (yy - top) / size
-            mask = (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= frac * half)
-        colour = rng.uniform(140, 255, size=3)
-        for ch in range(c):
-            img[ch][mask] = colour[ch]
-        images[i] = np.clip(img, 0, 255)
-        boxes[i] = (cx, cy, size, size)
-    return {"image": np.round(images).astype(np.uint8), "labels": labels.astype(np.int64),
-            "boxes": boxes}
-
-
 def make_demo(task: str, samples: int | None = None,
               seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, features) of the demo dataset for a task."""
@@ -162,5 +133,5 @@ def make_demo(task: str, samples: int | None = None,
         raise ValidationFailed(f"samples: must be in 10..1000000, got {n}")
     rng = np.random.default_rng(seed)
     gen = {"manipulation": _manipulation, "navigation": _navigation,
-           "object_detection": _detection}[task]
+           "object_detection": render_detection}[task]
     return gen(n, rng), default_features(task)

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from kairo_features.schema import DETECTION_TASK
+from kairo_backend.training.detection import CenterNetDetector, decode
+from kairo_features.schema import DEFAULT_MAX_DETECTIONS, DETECTION_GRAPH_OUTPUTS, DETECTION_TASK
 
 ARCHITECTURES = ("auto", "mlp", "cnn")
 # The least-squares start of VectorMLP: wider inputs keep the default start (the
@@ -70,48 +71,13 @@ class VectorMLP(nn.Module):
         return True
 
 
-class DetectionMLP(nn.Module):
-    def __init__(self, n_in: int, n_classes: int, hidden: int = 256) -> None:
-        super().__init__()
-        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.ReLU(),
-                                   nn.Linear(hidden, hidden), nn.ReLU())
-        self.cls = nn.Linear(hidden, n_classes)
-        self.box = nn.Linear(hidden, 4)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.trunk(x)
-        return self.cls(h), torch.sigmoid(self.box(h))
-
-
-class DetectionCNN(nn.Module):
-    """Three conv blocks, then a class head (logits) and a box head (unit box)."""
-
-    def __init__(self, channels: int, height: int, width: int, n_classes: int) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten())
-        flat = 64 * (height // 8) * (width // 8)
-        self.trunk = nn.Sequential(nn.Linear(flat, 128), nn.ReLU())
-        self.cls = nn.Linear(128, n_classes)
-        self.box = nn.Linear(128, 4)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.trunk(self.features(x))
-        return self.cls(h), torch.sigmoid(self.box(h))
-
-
 def build_net(features: dict[str, Any], arch: str) -> nn.Module:
     """The trainable core: normalised inputs in, normalised outputs out."""
     n_in = sum(math.prod(e["shape"]) for e in features["inputs"])
     if features["task"] == DETECTION_TASK:
-        c, h, w = features["inputs"][0]["shape"]
-        n_classes = len(features["classes"])
-        if arch == "cnn":
-            return DetectionCNN(c, h, w, n_classes)
-        return DetectionMLP(n_in, n_classes)
+        if arch != "cnn":
+            raise ValueError(f"object_detection trains a cnn, not {arch!r}")
+        return CenterNetDetector(features["inputs"][0]["shape"][0], len(features["classes"]))
     n_out = sum(math.prod(e["shape"]) for e in features["outputs"])
     return VectorMLP(n_in, n_out)
 
@@ -123,7 +89,6 @@ class ExportWrapper(nn.Module):
     in_std: torch.Tensor
     out_mean: torch.Tensor
     out_std: torch.Tensor
-    box_scale: torch.Tensor
 
     def __init__(self, features: dict[str, Any], net: nn.Module) -> None:
         super().__init__()
@@ -135,7 +100,7 @@ class ExportWrapper(nn.Module):
             c, h, w = features["inputs"][0]["shape"]
             self.register_buffer("in_mean", torch.zeros(c, 1, 1))
             self.register_buffer("in_std", torch.ones(c, 1, 1))
-            self.register_buffer("box_scale", torch.tensor([w, h, w, h], dtype=torch.float32))
+            self.max_detections = int(features.get("max_detections", DEFAULT_MAX_DETECTIONS))
             self.register_buffer("out_mean", torch.zeros(0))
             self.register_buffer("out_std", torch.ones(0))
         else:
@@ -144,18 +109,17 @@ class ExportWrapper(nn.Module):
             self.register_buffer("in_std", torch.ones(n_in))
             self.register_buffer("out_mean", torch.zeros(n_out))
             self.register_buffer("out_std", torch.ones(n_out))
-            self.register_buffer("box_scale", torch.ones(0))
 
     def output_names(self) -> list[str]:
         if self.detection:
-            return ["scores", "boxes"]
+            return list(DETECTION_GRAPH_OUTPUTS)
         return [e["name"] for e in self.features["outputs"]]
 
     def forward(self, *inputs: torch.Tensor) -> Any:
-        if self.detection:
+        if self.detection:  # RGB in [0, 1] -> [B, max_detections, 6] (detection.decode)
             x = (inputs[0] - self.in_mean) / self.in_std
-            logits, unit_box = self.net(x)
-            return torch.softmax(logits, dim=1), unit_box * self.box_scale
+            heat, log_size, offset = self.net(x)
+            return decode(heat, log_size, offset, self.max_detections)
         b = inputs[0].shape[0]
         x = torch.cat([t.reshape(b, -1) for t in inputs], dim=1)
         y = self.net((x - self.in_mean) / self.in_std) * self.out_std + self.out_mean

@@ -35,6 +35,7 @@ import yaml
 
 from kairo_backend.errors import PayloadTooLarge, ValidationFailed
 from kairo_backend.training.datasets import MIN_SAMPLES, zip_directory_size
+from kairo_features.schema import ANY_LENGTH
 
 __all__ = ["MAX_ARCHIVE_MEMBERS", "Recording", "import_recording", "open_recording",
            "sniff_upload"]
@@ -286,12 +287,16 @@ class _SampleFiles:
 
     def __init__(self, workdir: Path, arrays: dict[str, tuple[int, ...]], *,
                  max_samples: int, max_bytes: int) -> None:
-        self.shapes = arrays
-        self.dtypes = {name: np.dtype(np.int64 if name == "labels" and shape == () else np.float32)
-                       for name, shape in arrays.items()}
-        self.paths = {name: workdir / f"{name}.raw" for name in arrays}
-        self.buffers: dict[str, list[bytes]] = {name: [] for name in arrays}
-        self.sample_bytes = sum(int(np.prod(shape)) * self.dtypes[name].itemsize
+        self.shapes = {n: s for n, s in arrays.items() if ANY_LENGTH not in s}
+        # arrays of any length per sample (detection labels and boxes): a few values per
+        # object, kept in memory and padded to the longest at the end
+        self.ragged: dict[str, tuple[tuple[int, ...], list[np.ndarray]]] = {
+            n: (s, []) for n, s in arrays.items() if ANY_LENGTH in s}
+        self.dtypes = {name: np.dtype(np.int64 if name == "labels" else np.float32)
+                       for name in arrays}
+        self.paths = {name: workdir / f"{name}.raw" for name in self.shapes}
+        self.buffers: dict[str, list[bytes]] = {name: [] for name in self.shapes}
+        self.sample_bytes = sum(abs(int(np.prod(shape))) * self.dtypes[name].itemsize
                                 for name, shape in arrays.items())
         self.flush_every = max(1, FLUSH_BYTES // (self.sample_bytes
                                                   + BYTES_OBJECT_OVERHEAD * len(arrays)))
@@ -313,6 +318,8 @@ class _SampleFiles:
                                   "(kairo-backend serve --max-dataset-mb)")
         for name, buffer in self.buffers.items():
             buffer.append(values[name].astype(self.dtypes[name], copy=False).tobytes())
+        for name, (shape, rows) in self.ragged.items():
+            rows.append(np.asarray(values[name], self.dtypes[name]).reshape(-1, *shape[1:]))
         self.buffered += 1
         if self.buffered >= self.flush_every:
             self.flush()
@@ -336,6 +343,14 @@ class _SampleFiles:
                         self.paths[name].open("rb") as raw:
                     np.lib.format.write_array_header_2_0(out, header)  # type: ignore[no-untyped-call]
                     shutil.copyfileobj(raw, out, COPY_CHUNK)
+            for name, (shape, rows) in self.ragged.items():
+                longest = max([len(r) for r in rows] + [1])
+                padded = np.full((self.count, longest, *shape[1:]), -1 if name == "labels" else 0,
+                                 self.dtypes[name])
+                for i, r in enumerate(rows):
+                    padded[i, :len(r)] = r
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, padded, allow_pickle=False)
 
 
 @dataclass

@@ -3,10 +3,12 @@
 Accuracy (documented in README.md):
 - regression (manipulation, navigation): share of samples whose every output
   value is within the features' `tolerance` of the truth, in output units;
-- detection: share of images whose top-scoring class is right AND whose box
-  has IoU >= 0.5 with the true box.
-`accuracy` is measured on the training split, `val_accuracy` on the
-validation split (the last 20 % of a seeded shuffle, never trained on).
+- detection: mAP@0.5 of the exported graph's detections (all-point
+  interpolated AP per class, averaged over the classes present;
+  training/detection_metrics.py); mAP@0.5:0.95 goes to the run's log.
+`accuracy` is measured on the training split (detection: its first
+DETECTION_ACCURACY_ROWS images), `val_accuracy` on the validation split (the
+last 20 % of a seeded shuffle, never trained on).
 """
 
 from __future__ import annotations
@@ -24,18 +26,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from kairo_backend.training.config import TrainConfig
+from kairo_backend.training.detection import STRIDE, build_targets, decode, detection_loss
+from kairo_backend.training.detection_metrics import COCO_IOU_THRESHOLDS, mean_average_precision
 from kairo_backend.training.nets import ExportWrapper, VectorMLP, build_net
 from kairo_features.schema import DETECTION_TASK, DETECTION_TYPE, IMAGE_TYPE
 
 VAL_FRACTION = 0.2
-BOX_LOSS_WEIGHT = 5.0
+DETECTION_ACCURACY_ROWS = 500  # training images the detection `accuracy` is measured on
+DETECTION_WARMUP_STEPS = 30  # linear warm-up of the learning rate, then a cosine decay
 
 
 @dataclass
 class Split:
-    x: torch.Tensor  # normalised inputs, flat [N, D] or images [N, C, H, W]
-    y: torch.Tensor  # normalised targets [N, O]; detection: unit boxes [N, 4]
-    labels: torch.Tensor | None = None  # detection class ids [N]
+    x: torch.Tensor  # normalised inputs [N, D]; detection: images as stored [N, C, H, W]
+    y: torch.Tensor  # normalised targets [N, O]; detection: unused (empty)
+    targets: dict[str, torch.Tensor] | None = None  # detection: detection.build_targets
+    labels: np.ndarray | None = None  # detection truth: [N, M] class ids, -1 pads
+    boxes: np.ndarray | None = None  # detection truth: [N, M, 4] (cx, cy, w, h) pixels
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -54,6 +61,8 @@ class Setup:
     raw_val: list[np.ndarray]  # raw inputs of the validation split (for parity checks)
     device: torch.device
     generator: torch.Generator = field(default_factory=torch.Generator)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    image_scale: float = 1.0  # detection: 1/255 for uint8 images, else 1
 
 
 @dataclass
@@ -108,25 +117,32 @@ def prepare(arrays: dict[str, np.ndarray], features: dict[str, Any], architectur
     n = int(arrays[first].shape[0])
     tr_idx, va_idx = split_rows(n, seed)
     features = with_envelope(features, arrays, tr_idx)
-    raw_inputs = [arrays[e["name"]].astype(np.float32) for e in features["inputs"]]
+    raw_inputs = [arrays[e["name"]] for e in features["inputs"]]
     net = build_net(features, architecture)
     wrapper = ExportWrapper(features, net)
 
+    image_scale = 1.0
     if features["task"] == DETECTION_TASK:
-        img = raw_inputs[0]
-        mean, std = _stats(img[tr_idx], (0, 2, 3))
+        stored = arrays[first]
+        image_scale = 1 / 255 if stored.dtype == np.uint8 else 1.0
+        # kept as stored, converted per batch: float32 copies of every image cost 4x the memory
+        mean, std = _image_stats(stored[np.sort(tr_idx)], image_scale)
         wrapper.in_mean.copy_(torch.from_numpy(mean[:, None, None]))
         wrapper.in_std.copy_(torch.from_numpy(std[:, None, None]))
-        xn = (img - mean[None, :, None, None]) / std[None, :, None, None]
-        scale = wrapper.box_scale.numpy()
-        yn = arrays["boxes"].astype(np.float32) / scale
-        labels = torch.from_numpy(arrays["labels"].astype(np.int64))
+        _, c_h, c_w = features["inputs"][0]["shape"]
+        all_labels = arrays["labels"].astype(np.int64)
+        all_boxes = arrays["boxes"].astype(np.float32)
+        targets = build_targets(all_labels, all_boxes, len(features["classes"]),
+                                -(-c_h // STRIDE), -(-c_w // STRIDE))
+        images = torch.from_numpy(np.ascontiguousarray(stored))
 
         def split(idx: np.ndarray) -> Split:
-            return Split(torch.from_numpy(xn[idx]).to(dev), torch.from_numpy(yn[idx]).to(dev),
-                         labels[idx].to(dev))
+            index = torch.from_numpy(idx)
+            return Split(images[index].to(dev), torch.zeros(0, device=dev),
+                         {k: torch.from_numpy(v[idx]).to(dev) for k, v in targets.items()},
+                         all_labels[idx], all_boxes[idx])
     else:
-        x = np.concatenate([r.reshape(n, -1) for r in raw_inputs], axis=1)
+        x = np.concatenate([r.astype(np.float32).reshape(n, -1) for r in raw_inputs], axis=1)
         y = np.concatenate([arrays[e["name"]].astype(np.float32).reshape(n, -1)
                             for e in features["outputs"]], axis=1)
         in_mean, in_std = _stats(x[tr_idx], (0,))
@@ -146,17 +162,52 @@ def prepare(arrays: dict[str, np.ndarray], features: dict[str, Any], architectur
     opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     gen = torch.Generator()
     gen.manual_seed(seed)
-    return Setup(features, architecture, config, net, wrapper, opt, split(tr_idx), split(va_idx),
-                 [r[va_idx] for r in raw_inputs], dev, gen)
+    train, val = split(tr_idx), split(va_idx)
+    scheduler = None
+    if features["task"] == DETECTION_TASK:
+        # from scratch with batch norm: warm up, then decay so the last epochs settle
+        total = max(1, config.epochs * math.ceil(len(train) / config.batch_size))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _warm_cosine(step, total))
+    raw_val = [r[va_idx].astype(np.float32) * np.float32(image_scale) for r in raw_inputs]
+    return Setup(features, architecture, config, net, wrapper, opt, train, val,
+                 raw_val, dev, gen, scheduler, image_scale)
+
+
+def _warm_cosine(step: int, total: int) -> float:
+    warm = min(DETECTION_WARMUP_STEPS, total // 4)
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def _image_stats(images: np.ndarray, scale: float, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of [N, C, H, W] images times `scale`, a chunk at a time."""
+    total = np.zeros(images.shape[1])
+    squares = np.zeros(images.shape[1])
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk].astype(np.float64) * scale
+        total += part.sum(axis=(0, 2, 3))
+        squares += (part**2).sum(axis=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def net_input(setup: Setup, x: torch.Tensor) -> torch.Tensor:
+    """A batch as the trainable core takes it (detection: stored images normalised)."""
+    if setup.train.targets is None:
+        return x
+    w = setup.wrapper
+    return (x.to(torch.float32) * setup.image_scale - w.in_mean) / w.in_std
 
 
 def batch_loss(setup: Setup, x: torch.Tensor, y: torch.Tensor,
-               labels: torch.Tensor | None, out: Any = None) -> torch.Tensor:
-    out = setup.net(x) if out is None else out
-    if labels is not None:
-        logits, box = out
-        return F.cross_entropy(logits, labels) + BOX_LOSS_WEIGHT * F.smooth_l1_loss(
-            box, y, beta=0.05)
+               targets: dict[str, torch.Tensor] | None, out: Any = None) -> torch.Tensor:
+    out = setup.net(net_input(setup, x)) if out is None else out
+    if targets is not None:
+        return detection_loss(out, targets)
     return F.mse_loss(out, y)
 
 
@@ -169,43 +220,62 @@ def train_epoch(setup: Setup) -> float:
     total = torch.zeros((), device=setup.device)
     for start in range(0, len(tr), bs):
         idx = order[start:start + bs]
-        labels = tr.labels[idx] if tr.labels is not None else None
-        loss = batch_loss(setup, tr.x[idx], tr.y[idx], labels)
+        targets = {k: v[idx] for k, v in tr.targets.items()} if tr.targets is not None else None
+        loss = batch_loss(setup, tr.x[idx], tr.y[idx] if targets is None else tr.y, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if setup.scheduler is not None:
+            setup.scheduler.step()
         total += loss.detach() * idx.shape[0]
     return float(total) / len(tr)
 
 
 @torch.no_grad()
-def evaluate(setup: Setup, split: Split, batch: int = 256) -> tuple[float, float]:
-    """(mean loss, accuracy) on a split; accuracy as documented above."""
+def evaluate(setup: Setup, split: Split, batch: int = 256,
+             limit: int | None = None) -> tuple[float, float]:
+    """(mean loss, accuracy) on a split (its first `limit` rows); accuracy as documented above."""
+    if split.targets is not None:
+        loss, map_50, _ = evaluate_detection(setup, split, limit=limit)
+        return loss, map_50
     net = setup.net
     net.eval()
     total, hits = 0.0, 0
     for start in range(0, len(split), batch):
         x, y = split.x[start:start + batch], split.y[start:start + batch]
-        labels = split.labels[start:start + batch] if split.labels is not None else None
         out = net(x)
-        total += float(batch_loss(setup, x, y, labels, out)) * x.shape[0]
-        if labels is not None:
-            logits, box = out
-            ok = (logits.argmax(1) == labels) & (box_iou(box, y) >= 0.5)
-        else:
-            err = (out - y).abs() * setup.wrapper.out_std
-            ok = (err <= setup.features["tolerance"]).all(dim=1)
+        total += float(batch_loss(setup, x, y, None, out)) * x.shape[0]
+        err = (out - y).abs() * setup.wrapper.out_std
+        ok = (err <= setup.features["tolerance"]).all(dim=1)
         hits += int(ok.sum())
     return total / len(split), hits / len(split)
 
 
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of (cx, cy, w, h) boxes, row by row."""
-    a1, a2 = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
-    b1, b2 = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
-    inter = (torch.minimum(a2, b2) - torch.maximum(a1, b1)).clamp(min=0).prod(1)
-    union = a[:, 2:].prod(1) + b[:, 2:].prod(1) - inter
-    return inter / union.clamp(min=1e-9)
+@torch.no_grad()
+def evaluate_detection(setup: Setup, split: Split, batch: int = 64, limit: int | None = None,
+                       coco: bool = False) -> tuple[float, float, float]:
+    """(mean loss, mAP@0.5, mAP@0.5:0.95 or nan unless `coco`) on a detection split's
+    first `limit` images, from the detections the exported graph would give."""
+    assert split.targets is not None and split.labels is not None and split.boxes is not None
+    net = setup.net
+    net.eval()
+    n = len(split) if limit is None else min(limit, len(split))
+    k = setup.wrapper.max_detections
+    total = 0.0
+    found: list[np.ndarray] = []
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        x = split.x[start:stop]
+        out = net(net_input(setup, x))
+        targets = {name: v[start:stop] for name, v in split.targets.items()}
+        total += float(detection_loss(out, targets)) * x.shape[0]
+        found.extend(decode(out[0], out[1], out[2], k).cpu().numpy())
+    n_classes = len(setup.features["classes"])
+    labels, boxes = split.labels[:n], split.boxes[:n]
+    map_50 = mean_average_precision(found, labels, boxes, n_classes)
+    map_coco = mean_average_precision(found, labels, boxes, n_classes, COCO_IOU_THRESHOLDS) \
+        if coco else math.nan
+    return total / max(n, 1), map_50, map_coco
 
 
 @dataclass
@@ -217,6 +287,8 @@ class FitResult:
     val_accuracy: float
     epochs_run: int
     train_seconds: float
+    # lines for the run's log beyond the metrics (detection: mAP@0.5:0.95)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def samples_per_s(self) -> float:
@@ -241,6 +313,13 @@ def fit(setup: Setup, on_epoch: Callable[[EpochInfo], bool] | None = None) -> Fi
         if on_epoch is not None and not on_epoch(info):
             break
     train_seconds = time.perf_counter() - t0
+    if setup.val.targets is not None:
+        _, acc, coco = evaluate_detection(setup, setup.train, limit=DETECTION_ACCURACY_ROWS,
+                                          coco=True)
+        val_loss, val_acc, val_coco = evaluate_detection(setup, setup.val, coco=True)
+        notes = [f"mAP@0.5 {acc:.4f} (train, first {DETECTION_ACCURACY_ROWS} images), "
+                 f"{val_acc:.4f} (val); mAP@0.5:0.95 {coco:.4f} (train), {val_coco:.4f} (val)"]
+        return FitResult(setup, loss, val_loss, acc, val_acc, done, train_seconds, notes)
     _, acc = evaluate(setup, setup.train)
     val_loss, val_acc = evaluate(setup, setup.val)
     return FitResult(setup, loss, val_loss, acc, val_acc, done, train_seconds)

@@ -98,6 +98,8 @@ def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
         result = trainer.fit(setup, on_epoch)
         if result.epochs_run < config.epochs:
             return 0  # no longer running: cancelled or deleted
+        for note in result.notes:
+            store.log(run_id, note)
         model_dir = data_dir / "artifacts" / job["model_id"]
         tmp = model_dir / f".{job['version']}.tmp"
         final = model_dir / job["version"]
