@@ -1,7 +1,8 @@
 """The Ray executor: a real Ray head (2 CPUs, loopback, its own temporary
-directory) and a real `kairo-backend serve --executor ray` on it, driven
-through the HTTP API: a run trains as a Ray task, a cancel ends its task, a
-run whose Ray worker is killed is re-queued once and completes."""
+directory) and a real `kairo-backend serve --executor ray` on it, once per
+database engine, driven through the HTTP API: a run trains as a Ray task, a
+cancel ends its task, a run whose Ray worker is killed is re-queued once and
+completes."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import httpx
 import onnxruntime as ort
 import pytest
 
-from conftest import Server, cli, wait_run
+from conftest import ENGINES, Server, cli, engine_data_dir, wait_run
 
 # Loopback only, nothing sent home: Ray binds its servers to the node's address,
 # which is the machine's network address unless clusters are switched off this way.
@@ -76,9 +77,10 @@ def ray_head() -> Iterator[str]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def ray_server(ray_head: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("kairo-ray")
+@pytest.fixture(scope="module", params=ENGINES)
+def ray_server(request: pytest.FixtureRequest, ray_head: str,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = engine_data_dir(request, tmp_path_factory, "kairo-ray", request.param)
     with pytest.MonkeyPatch.context() as mp:
         for name, value in RAY_ENV.items():
             mp.setenv(name, value)
@@ -185,7 +187,7 @@ def test_cancel_ends_the_ray_task(ray_api: httpx.Client, dataset: str) -> None:
 
 def test_a_run_whose_ray_worker_dies_is_requeued_once(ray_api: httpx.Client,
                                                       dataset: str) -> None:
-    run = _train(ray_api, dataset, "rob_dies", {"epochs": 120, "batch_size": 16})
+    run = _train(ray_api, dataset, "rob_dies", {"epochs": 60, "batch_size": 16})
     _wait_training(ray_api, run)
     pids = _wait(lambda: _task_pids(run["run_id"]), timeout=30)
     assert pids, "no Ray worker process runs the task"
@@ -199,7 +201,7 @@ def test_a_run_whose_ray_worker_dies_is_requeued_once(ray_api: httpx.Client,
     assert _wait(requeued, timeout=60), _get(ray_api, run)
     done = wait_run(ray_api, run["model_id"], run["run_id"], timeout=180)
     assert done["status"] == "complete", done
-    assert done["metrics"]["epochs_run"] == 120, done
+    assert done["metrics"]["epochs_run"] == 60, done
     assert sum("re-queued" in line for line in done["logs"]) == 1, done["logs"]
     versions = ray_api.get(f"/v1/models/{run['model_id']}").json()["versions"]
     assert [v["version"] for v in versions] == [done["model_version"]], versions
