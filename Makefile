@@ -40,7 +40,7 @@ demo: setup
 	@bash -c 'source env.sh && kairo_demo'
 
 # Each prints its figures and a ratio against a baseline measured in the same run.
-BENCHMARKS := backend_epoch backend_list_models backend_list_models_pg backend_train_latency inference_latency inference_image inference_detection inference_swap inference_shadow features_read dataset_import record_rate ui_pages backend_ray_dispatch
+BENCHMARKS := backend_epoch backend_list_models backend_list_models_pg backend_train_latency inference_latency inference_guard_cost inference_image inference_detection inference_swap inference_shadow features_read dataset_import record_rate ui_pages backend_ray_dispatch
 
 bench: setup
 	@bash -c 'source env.sh && for b in $(BENCHMARKS); do echo "== bench/$$b.py"; python bench/$$b.py || exit 1; done'
