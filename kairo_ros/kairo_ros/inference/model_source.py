@@ -24,7 +24,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kairo_ros.api import Assignment, KairoApiClient, KairoConnectionError, KairoServerError, Model
+from kairo_ros.api import (
+    Assignment,
+    KairoApiClient,
+    KairoConnectionError,
+    KairoNotFoundError,
+    KairoServerError,
+    Model,
+)
 from kairo_ros.inference.errors import CacheIntegrityError, NoModelError
 from kairo_ros.inference.model_session import sha256_of_file
 from kairo_ros.inference.params import InferenceParams
@@ -205,12 +212,21 @@ class ModelSource:
                                f"version; train one and promote it")
         return api.get_model(promoted_last(candidates).id)
 
+    def _assignment(self) -> Assignment | None:
+        """This robot's assignment; None from a backend without the fleet routes (404), or when the model
+        is gone (the active-version path then says so)."""
+        model_id = self.params.model_id or self._model().id
+        try:
+            return self._api().assignment(model_id, self.params.robot_id)
+        except KairoNotFoundError:
+            return None
+
     def resolve(self) -> VersionRef:
         """The version to serve, as the API says now (KairoError when it cannot say): with a robot_id,
-        the robot's assignment (and its shadow candidate, kept in `shadow`); else the active version."""
-        if self.params.robot_id:
-            model_id = self.params.model_id or self._model().id
-            assignment = self._api().assignment(model_id, self.params.robot_id)
+        the robot's assignment (and its shadow candidate, kept in `shadow`); else, or from a backend
+        without the fleet routes, the active version."""
+        assignment = self._assignment() if self.params.robot_id else None
+        if assignment is not None:
             ref = VersionRef(assignment.model_id, assignment.version, assignment.sha256)
             shadow = assignment.shadow
             self.shadow = None if shadow is None else ShadowRef(
@@ -222,7 +238,7 @@ class ModelSource:
         if not model.active_version:
             raise NoModelError(f"model {model.id} has no active version; promote one")
         version = model.version(model.active_version)
-        self.model_id, self._version = model.id, model.active_version
+        self.model_id, self.deployment_id, self._version, self.shadow = model.id, "", model.active_version, None
         return VersionRef(model.id, model.active_version, version.sha256 if version else "")
 
     def fetch(self, ref: VersionRef) -> LocalModel:
