@@ -19,58 +19,22 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from backend_common import Backend, cli
 
-# Loopback only, nothing sent home (tests/test_ray_executor.py says why).
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kairo_backend" / "tests"))
+from ray_cluster import RAY_ENV, running_ray_head  # noqa: E402
+
 DISPATCH_RUNS = 6  # per executor, the first one apart
 EPOCH_RUNS = 3  # per executor
 EPOCHS = 6
 EPOCH_LINE = re.compile(r"^\S+ epoch \d+/\d+ .*\((\d+\.\d+)s\)$")
-
-
-@contextlib.contextmanager
-def ray_head() -> Iterator[str]:
-    """A Ray head on a free loopback port; its process group ended after."""
-    temp = tempfile.mkdtemp(prefix="kray")  # short: Ray's unix sockets live under it
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
-         "--port", str(port), "--node-ip-address", "127.0.0.1", "--temp-dir", temp,
-         "--include-dashboard", "false", "--disable-usage-stats"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, **RAY_ENV}, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "Ray runtime started" in line:
-                break
-        else:
-            raise RuntimeError("the Ray head did not start")
-        threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
-        yield f"127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # a throwaway cluster
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 class Side:
@@ -128,7 +92,7 @@ def epoch_seconds(run: dict[str, Any]) -> list[float]:
 def main() -> int:
     for name, value in RAY_ENV.items():
         os.environ[name] = value
-    with ray_head() as address, Backend("--executor", "local") as lb, \
+    with running_ray_head() as address, Backend("--executor", "local") as lb, \
             Backend("--executor", "ray", "--ray-address", address) as rb:
         sides = [Side("local", lb), Side("ray", rb)]
         for side in sides:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +20,10 @@ from typing import Any
 import httpx
 import onnxruntime as ort
 import pytest
+from ray_cluster import RAY_ENV, running_ray_head
 
 from conftest import ENGINES, Server, cli, engine_data_dir, wait_run
 
-# Loopback only, nothing sent home: Ray binds its servers to the node's address,
-# which is the machine's network address unless clusters are switched off this way.
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-HEAD_START_S = 120.0
 TASK_TITLE = b"ray::kairo-run "  # the Ray worker's process title while it trains a run
 
 
@@ -41,40 +35,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
-    """`ray start --head --block` in its own process group; the whole group ends after."""
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
-    # a short path: Ray's unix sockets live under it (108 bytes at most)
-    temp = tempfile.mkdtemp(prefix="kray")
-    port = _free_port()
-    env = {**os.environ, **RAY_ENV}
-    proc = subprocess.Popen(
-        [ray_bin, "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
-         "--port", str(port), "--node-ip-address", "127.0.0.1", "--temp-dir", temp,
-         "--include-dashboard", "false", "--disable-usage-stats"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        started, output = False, []
-        deadline = time.monotonic() + HEAD_START_S
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            if "Ray runtime started" in line:
-                started = True
-                break
-        assert started, "the Ray head did not start:\n" + "".join(output[-30:])
-        threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
-        yield f"127.0.0.1:{port}"
-    finally:
-        # the head's processes and its workers share its process group; nothing in
-        # this throwaway cluster needs a graceful stop
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
-        shutil.rmtree(temp, ignore_errors=True)
+    with running_ray_head() as address:
+        yield address
 
 
 @pytest.fixture(scope="module", params=ENGINES)
