@@ -235,11 +235,12 @@ def count_data_path(model: pathlib.Path, args: argparse.Namespace) -> dict[str, 
     """Instructions per message of each guard state's data path, under callgrind."""
     out_file = WORK / "callgrind.data_path.out"
     # Uninstrumented until the counting starts (callgrind_control -i on): start-up runs 10x faster.
-    child = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", "--dump-instr=no", "--vgdb=yes",
-         "--instr-atstart=no", sys.executable, __file__, "--model", str(model), "--warm-up", str(args.warm_up),
-         "--data-path-child", "serve"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(WORK / "data_path_child.log").open("wb"), text=True)
+    with (WORK / "data_path_child.log").open("wb") as log:
+        child = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", "--dump-instr=no", "--vgdb=yes",
+             "--instr-atstart=no", sys.executable, __file__, "--model", str(model), "--warm-up", str(args.warm_up),
+             "--data-path-child", "serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
     assert child.stdin is not None and child.stdout is not None
 
     def expect(line: str) -> None:
