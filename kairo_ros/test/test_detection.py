@@ -162,3 +162,60 @@ def test_camera_frames_come_back_as_detections_in_their_own_pixels(  # type: ign
             assert len(detection.results) == 1 and detection.id == ""
     assert node.alive
 
+
+# --- a detector trained by the real backend ----------------------------------------------------------
+def test_a_detector_trained_by_the_backend_finds_the_demo_objects_in_640x480_frames(  # type: ignore[no-untyped-def]
+        processes, ros, backend, tmp_path: pathlib.Path) -> None:
+    """The demo renderer's images (objects with known boxes) scaled 4x to 640x480, sent as rgb8 and bgr8:
+    the node publishes exactly the reference onnxruntime's rows for the letterboxed frame, mapped into
+    the frame's pixels, and those find the drawn objects."""
+    from inference_helpers import download_model, predictions, reference_session
+
+    from conftest import train_model
+    from kairo_backend.training.demo_detection import render_detection
+    from kairo_features.fields import ImageReader
+    from kairo_features.schema import features_from_metadata
+
+    model = train_model(backend, "object_detection", epochs=TRAINED_EPOCHS)
+    path = download_model(backend, model.model_id, model.version, tmp_path / "detector.onnx")
+    reference = reference_session(path)
+    features = features_from_metadata(reference.get_modelmeta().custom_metadata_map)
+    node = start_inference(processes, ros, f"model_path:={path}", "input_qos:=reliable")
+    detections = Collector(ros, Detection2DArray, "/detections")
+    answers = predictions(ros)
+    camera = ros.node.create_publisher(Image, features.inputs[0].topic, RELIABLE)
+    wait_matched(camera)
+    demo = render_detection(TRAINED_FRAMES, np.random.default_rng(2026))
+    reader = ImageReader(features.inputs[0].shape)
+    hits = drawn = 0
+    for index in range(TRAINED_FRAMES):
+        frame = demo["image"][index].transpose(1, 2, 0).repeat(4, axis=0).repeat(4, axis=1)  # 160x120 -> 640x480
+        msg = frame_message(frame, "rgb8" if index % 2 else "bgr8", 200 + index)
+        camera.publish(msg)
+        chw, letterbox = reader.read_letterboxed(frame_message(frame, "rgb8", 0))
+        rows = reference.run(None, {features.inputs[0].name: chw[None]})[0][0]
+        kept = rows[(rows[:, 4] >= features.score_threshold) & (rows[:, 4] > 0)]
+        expected = letterbox.to_original(kept[:, :4])
+        prediction = answers.wait_for(lambda m, s=200 + index: m.header.stamp.sec == s, 30, f"frame {200 + index}")
+        np.testing.assert_allclose(np.array(prediction.data), rows.reshape(-1), rtol=1e-4, atol=1e-4)
+        answer = detections.wait_for(lambda m, s=200 + index: m.header.stamp.sec == s, 30, f"frame {200 + index}")
+        assert len(answer.detections) == len(kept)
+        for detection, row, box in zip(answer.detections, kept, expected, strict=True):
+            assert detection.results[0].hypothesis.class_id == features.classes[int(row[5])]
+            assert detection.results[0].hypothesis.score == pytest.approx(float(row[4]), abs=1e-5)
+            assert corners(detection) == pytest.approx(tuple(box), abs=1e-3)
+        for label, (cx, cy, w, h) in zip(demo["labels"][index], demo["boxes"][index], strict=True):
+            if label < 0:
+                continue
+            drawn += 1
+            truth = (4 * (cx - w / 2), 4 * (cy - h / 2), 4 * (cx + w / 2), 4 * (cy + h / 2))
+            hits += any(d.results[0].hypothesis.class_id == features.classes[label] and iou(corners(d), truth) >= 0.5
+                        for d in answer.detections)
+    assert drawn > 0 and hits / drawn >= TRAINED_MIN_RECALL, f"found {hits} of {drawn} drawn objects"
+    assert node.alive
+
+
+# The short run the test trains, the frames it sends, and the share of drawn objects it must find there.
+TRAINED_EPOCHS = 8
+TRAINED_FRAMES = 8
+TRAINED_MIN_RECALL = 0.5
