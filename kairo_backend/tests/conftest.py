@@ -9,6 +9,7 @@ data dir's database on, so a test reads the same whatever the engine.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ STARTUP_S = 60.0
 ENGINES = ("sqlite", "postgresql")
 # The PostgreSQL database of each data dir that has one (else: SQLite in the data dir).
 DATABASES: dict[Path, str] = {}
+_DATABASE_NUMBERS = itertools.count(1)
 
 
 def database_args(data_dir: Path) -> list[str]:
@@ -56,7 +58,7 @@ def new_database(cluster_url: str) -> str:
     """A new, empty database on the cluster; its URL."""
     import psycopg
 
-    name = f"kairo_{len(DATABASES) + 1}_{os.getpid()}"
+    name = f"kairo_{next(_DATABASE_NUMBERS)}_{os.getpid()}"
     with psycopg.connect(cluster_url, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
     return cluster_url.rsplit("/", 1)[0] + "/" + name
@@ -185,7 +187,7 @@ def api(server: Server, key: str) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def demo(server: Server, key: str) -> dict[str, str]:
     """Demo dataset IDs per task in workspace acme (sizes for short CPU runs)."""
-    sizes = {"manipulation": 8000, "navigation": 3000, "object_detection": 1500}
+    sizes = {"manipulation": 8000, "navigation": 3000, "object_detection": 600}
     return {t: cli(server.data_dir, "datasets", "create-demo", t, "--workspace", "acme",
                    "--samples", str(n), "--seed", "7") for t, n in sizes.items()}
 
@@ -200,7 +202,7 @@ def has_shape(obj: dict[str, Any], shape: dict[str, Any]) -> None:
 # what each demo dataset reaches in a short CPU run (documented in README.md)
 TARGETS = {"manipulation": ({"epochs": 50, "learning_rate": 0.002, "batch_size": 64}, 0.9),
            "navigation": ({"epochs": 30, "learning_rate": 0.002, "batch_size": 64}, 0.9),
-           "object_detection": ({"epochs": 12, "learning_rate": 0.002, "batch_size": 64}, 0.8)}
+           "object_detection": ({"epochs": 6, "learning_rate": 0.003, "batch_size": 16}, 0.7)}
 
 
 @pytest.fixture(scope="session")
@@ -216,6 +218,6 @@ def trained(api: httpx.Client, demo: dict[str, str]) -> dict[str, dict[str, Any]
                              "position_in_queue": int, "estimated_duration_s": int})
         assert r.json()["status"] == "queued" and r.json()["estimated_duration_s"] >= 1
         accepted[task] = r.json()
-    return {t: wait_run(api, a["model_id"], a["run_id"]) for t, a in accepted.items()}
+    return {t: wait_run(api, a["model_id"], a["run_id"], timeout=900.0) for t, a in accepted.items()}
 
 

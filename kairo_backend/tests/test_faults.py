@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from test_crash import _worker_pid, wait_training
 
-from conftest import Server, cli, wait_run
+from conftest import DATABASES, Server, cli, wait_run
 from kairo_features.tasks import default_features
 
 DISK = "4m"  # small enough that SQLite's WAL (checkpointed at ~4 MB) cannot be reused
@@ -32,6 +32,13 @@ LONG = {"epochs": 1000, "batch_size": 4}
 
 def db_status(data_dir: Path, run_id: str) -> str:
     """The run's status as the database holds it (a read-only connection of the test)."""
+    url = DATABASES.get(data_dir)
+    if url:  # PostgreSQL: a plain read is never blocked by write locks
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as pg:
+            row = pg.execute("SELECT status FROM runs WHERE id=%s", (run_id,)).fetchone()
+        return str(row[0]) if row else "missing"
     with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'kairo.db'}?mode=ro",
                                             uri=True, timeout=30)) as c:
         row = c.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -48,8 +55,22 @@ def wait_for(check: Any, timeout: float = 30.0, every: float = 0.1) -> Any:
 
 
 @contextlib.contextmanager
-def write_lock(data_dir: Path) -> Iterator[sqlite3.Connection]:
-    """Hold the database's write lock, as a stuck writer would."""
+def write_lock(data_dir: Path) -> Iterator[Any]:
+    """Hold the database's write lock, as a stuck writer would (PostgreSQL: every
+    table a train request or a run's end writes, locked against writes, not reads)."""
+    url = DATABASES.get(data_dir)
+    if url:
+        import psycopg
+
+        pg = psycopg.connect(url, autocommit=True)
+        pg.execute("BEGIN")
+        pg.execute("LOCK TABLE workspaces, models, runs, run_logs IN EXCLUSIVE MODE")
+        try:
+            yield pg
+        finally:
+            pg.execute("ROLLBACK")
+            pg.close()
+        return
     conn = sqlite3.connect(data_dir / "kairo.db", isolation_level=None, timeout=30)
     conn.execute("BEGIN IMMEDIATE")
     try:
