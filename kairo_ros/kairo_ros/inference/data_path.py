@@ -300,9 +300,10 @@ class DataPath:
         if self._closed:
             return
         self._closed = True
-        self.unwire()  # while the loop still runs: unwire wakes it, and stop() destroys what wakes it
-        self._loop.stop()
+        # While the loop still runs: unwire and close_prediction wake it, and stop() destroys what wakes it.
+        self.unwire()
         self.close_prediction()
+        self._loop.stop()
         self.node.destroy_node()
 
     def _topic(self, topic: str) -> str:
