@@ -164,8 +164,20 @@ def test_concurrent_trains_over_both_replicas_get_contiguous_versions(
         for c in clients:
             versions = sorted(int(r["model_version"][1:]) for r in runs_of(c, model_id))
             assert versions == list(range(1, 51)), versions
-        positions = [x["position_in_queue"] for x in accepted]
-        assert all(p >= 1 for p in positions)
+        assert all(x["position_in_queue"] >= 1 for x in accepted)
+        # with the queue held still (claims wait on the runs table; reads go on), both
+        # replicas show the same queue positions: 1, 2, ... in submission order
+        import psycopg
+
+        with psycopg.connect(DATABASES[replicas[0].data_dir], autocommit=True) as pg:
+            pg.execute("BEGIN")
+            pg.execute("LOCK TABLE runs IN EXCLUSIVE MODE")
+            seen = [{r["run_id"]: r["position_in_queue"] for r in runs_of(c, model_id)
+                     if r["status"] == "queued"} for c in clients]
+            pg.execute("ROLLBACK")
+        assert seen[0] == seen[1] and seen[0], seen
+        positions = sorted(seen[0].values())
+        assert positions == list(range(1, len(positions) + 1)), positions
         # delete them rather than train 50 runs; both replicas agree it is gone
         assert clients[1].delete(f"/v1/models/{model_id}").status_code == 200
         for c in clients:
