@@ -80,7 +80,10 @@ def decode(heat_logits: torch.Tensor, log_size: torch.Tensor, offset: torch.Tens
     """The K best local peaks as [B, K, 6] rows (x1, y1, x2, y2, score, class) in input pixels."""
     b, n_classes, h, w = heat_logits.shape
     heat = torch.sigmoid(heat_logits)
-    peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat).to(heat.dtype)
+    # peaks found on the logits: sigmoid saturates to exactly 1.0 in float32, which would
+    # make a plateau of equal neighbours (duplicates, and a different set in each runtime)
+    is_peak = F.max_pool2d(heat_logits, 3, stride=1, padding=1) == heat_logits
+    peaks = heat * is_peak.to(heat.dtype)
     scores, index = peaks.reshape(b, -1).topk(k, dim=1)
     cls = torch.div(index, h * w, rounding_mode="floor")
     cell = index - cls * (h * w)
