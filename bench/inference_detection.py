@@ -38,6 +38,7 @@ from kairo_ros.testing.graph import SpinningNode
 
 CAMERA = (640, 480)
 CAMERA_HZ = 30.0
+TRAIN_EPOCHS = 8  # as test_detection trains: a detector that finds the demo's objects
 
 
 def frame_maker(width: int, height: int) -> tuple[Image, object]:
@@ -88,7 +89,7 @@ def main() -> int:
             backend = BenchBackend()
             dataset = backend.cli("datasets", "create-demo", "object_detection", "--workspace", "bench",
                                   "--samples", "300")
-            model_id, version = backend.train("object_detection", dataset)
+            model_id, version = backend.train("object_detection", dataset, epochs=TRAIN_EPOCHS)
             path = backend.download(model_id, version)
             backend.process.stop()  # keep the CPU for the measurement
         options = ort.SessionOptions()
