@@ -62,7 +62,8 @@ def test_rclpy_images(encoding: str) -> None:
     msg = Image(height=4, width=5, encoding=encoding, step=5 * channels, data=pixels.tobytes())
     out = ImageReader((3, 4, 5)).read(msg)
     rgb = np.repeat(pixels, 3, axis=2) if channels == 1 else pixels[:, :, ::-1] if encoding == "bgr8" else pixels
-    assert out.shape == (3, 4, 5) and np.array_equal(out, rgb.transpose(2, 0, 1))
+    assert out.shape == (3, 4, 5)
+    np.testing.assert_allclose(out, rgb.transpose(2, 0, 1) / 255, rtol=1e-6)  # RGB in [0, 1]
 
 
 @pytest.fixture(scope="module")
