@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from kairo_features.fields import Letterbox
 from kairo_features.schema import BOX_SIZE, Features
 
 __all__ = ["DEFAULT_MAX_DELAY_NS", "Aligner", "Sample"]
@@ -41,6 +42,21 @@ _FLOAT32 = np.dtype(np.float32)
 # Order of messages with equal stamps: other inputs (at or before the
 # trigger), then the trigger, then outputs (at or after it).
 _INPUT, _TRIGGER, _OUTPUT = 0, 1, 2
+
+
+class _Fitted(NamedTuple):
+    """An image's values with how the camera's image was fitted into them (letterboxed)."""
+
+    values: np.ndarray
+    letterbox: Letterbox
+
+
+def _boxes_into(boxes: np.ndarray, letterbox: Letterbox) -> np.ndarray:
+    """Boxes [n, 4] (center_x, center_y, size_x, size_y) in the camera's pixels -> the model input's."""
+    half = boxes[:, 2:] / 2
+    fitted = letterbox.to_input(np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1))
+    return np.concatenate([(fitted[:, :2] + fitted[:, 2:]) / 2, fitted[:, 2:] - fitted[:, :2]],
+                          axis=1).astype(np.float32)
 
 
 class Sample(NamedTuple):
@@ -78,10 +94,13 @@ class Aligner:
     `late` the messages that came too late to be used, by entry name. The
     arrays given to `add()` are kept as they are: pass arrays you will not
     change. Values are what `kairo_features.fields.entry_reader` gives: the
-    entry's values (any array with the entry's size), or for a detection
+    entry's values (any array with the entry's size), for an image also the
+    Letterbox that fitted it into the model's input, or for a detection
     output [n, 5] rows (label, center_x, center_y, size_x, size_y), one per
     detection (n may be 0), which become the sample's `labels` [n] and
-    `boxes` [n, 4] (the importer pads them to the dataset's longest).
+    `boxes` [n, 4] (the importer pads them to the dataset's longest). Boxes
+    are in the camera's pixels; with a letterboxed image in the sample they
+    are mapped into the model input's pixels as the image was.
     """
 
     def __init__(self, features: Features, *, topics: Mapping[str, str] | None = None,
@@ -131,13 +150,17 @@ class Aligner:
         raise ValueError(f"{name_or_topic!r} is neither an input or output name nor one of their topics "
                          f"({', '.join(sorted(self._by_topic))})")
 
-    def add(self, name_or_topic: str, stamp_ns: int, values: np.ndarray) -> list[Sample]:
+    def add(self, name_or_topic: str, stamp_ns: int, values: np.ndarray | tuple[np.ndarray, Letterbox]
+            ) -> list[Sample]:
         """One message's values (kept as float32 in the entry's shape); the samples this completes."""
         spec = self._lookup.get(name_or_topic)
         if spec is None:
             self.entry_name(name_or_topic)  # raises the reason
             raise AssertionError  # unreachable
         name, kind, shape, size = spec
+        letterbox = None
+        if type(values) is tuple:
+            values, letterbox = values
         array = values if type(values) is np.ndarray and values.dtype == _FLOAT32 \
             else np.asarray(values, dtype=np.float32)
         if name not in self._plain:
@@ -150,7 +173,7 @@ class Aligner:
                              f"(shape {list(shape)}); use add_unreadable for a message that cannot be read")
         if array.shape != shape:
             array = array.reshape(shape)
-        return self._push(name, kind, stamp_ns, array)
+        return self._push(name, kind, stamp_ns, array if letterbox is None else _Fitted(array, letterbox))
 
     def add_unreadable(self, name_or_topic: str, stamp_ns: int) -> list[Sample]:
         """A message that arrived but could not be read: a sample that would use it is dropped."""
@@ -227,8 +250,12 @@ class Aligner:
     def _complete(self, opened: _Open, done: list[Sample]) -> None:
         values: dict[str, np.ndarray] = {}
         taken = {**opened.inputs, **opened.outputs}
+        letterbox: Letterbox | None = None  # the first image's: outputs come after the inputs in _order
         for name, detection in self._order:
             value = taken[name]
+            if type(value) is _Fitted:
+                letterbox = letterbox or value.letterbox
+                value = value.values
             if value is _UNREADABLE:
                 self.dropped[f"unreadable:{name}"] += 1
                 return
@@ -237,7 +264,7 @@ class Aligner:
                 return
             if detection:
                 values["labels"] = value[:, 0].astype(np.int64)
-                values["boxes"] = value[:, 1:]
+                values["boxes"] = value[:, 1:] if letterbox is None else _boxes_into(value[:, 1:], letterbox)
             else:
                 values[name] = value
         self.samples += 1

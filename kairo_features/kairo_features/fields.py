@@ -28,8 +28,8 @@ import numpy as np
 from kairo_features.schema import BOX_SIZE, IMAGE_ENCODINGS, FeatureEntry
 
 __all__ = ["LETTERBOX_FILL", "RANGE_CONVENTIONS", "FieldError", "FieldsReader", "ImageReader", "Letterbox",
-           "apply_rep117", "entry_reader", "image_to_array", "letterbox_for", "read_detection", "read_field",
-           "read_fields"]
+           "ReadValues", "apply_rep117", "entry_reader", "image_to_array", "letterbox_for", "read_detection",
+           "read_field", "read_fields"]
 
 # Per image encoding a message may arrive in: (channels, colour order, bytes per value).
 IMAGE_LAYOUTS = {"rgb8": (3, "rgb", 1), "bgr8": (3, "bgr", 1), "rgba8": (4, "rgb", 1), "bgra8": (4, "bgr", 1),
@@ -552,14 +552,20 @@ def read_detection(msg: Any, classes: Sequence[str]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).reshape(-1, 1 + BOX_SIZE)
 
 
-def entry_reader(entry: FeatureEntry, classes: Sequence[str] = ()) -> Callable[[Any], np.ndarray]:
+# What entry_reader gives: an entry's values, or an image with how it was fitted into the model's input.
+ReadValues = np.ndarray | tuple[np.ndarray, Letterbox]
+
+
+def entry_reader(entry: FeatureEntry, classes: Sequence[str] = ()) -> Callable[[Any], ReadValues]:
     """What the Aligner takes for an entry, read from one of its messages.
 
     Fields: the flat values (checked against the entry's size); images:
-    [C, H, W] letterboxed; a detection output: [n, 5] rows (label, box) (read_detection).
+    ([C, H, W] letterboxed, its Letterbox), so that the Aligner maps the
+    sample's boxes, given in the camera's pixels, into the model's input as
+    it maps the image; a detection output: [n, 5] rows (label, box) (read_detection).
     """
     if entry.is_image:
-        return ImageReader(entry.shape).read
+        return ImageReader(entry.shape).read_letterboxed
     if entry.is_detection:
         names = tuple(classes)
         return lambda msg: read_detection(msg, names)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from kairo_features.alignment import Aligner, Sample
+from kairo_features.fields import entry_reader
 from kairo_features.schema import Features, parse_features
 from kairo_features.tasks import IMAGE_SHAPE, default_features
 
@@ -251,3 +253,26 @@ def test_random_streams_follow_the_rules(seed: int) -> None:
     # a trigger stamp is unique here, so the reference never sees a duplicate trigger
     assert aligner.dropped == dropped and not aligner.late
     assert aligner.samples + sum(aligner.dropped.values()) == len(trigger_stamps)
+
+
+def test_boxes_of_a_letterboxed_camera_image_are_mapped_as_the_image() -> None:
+    """A recording's 640x480 camera: the image is fitted into 160x120 (scale 1/4), so are its boxes; a
+    1280x960 one whose width pads (scale 1/8 then centred) moves them by the padding too."""
+    features = parse_features(default_features("object_detection"))
+    read_image = entry_reader(features.entry("image"))
+    for width, height in ((640, 480), (1280, 720)):
+        pixels = np.zeros((height, width, 3), np.uint8)
+        camera = SimpleNamespace(height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3,
+                                 data=pixels.tobytes())
+        fitted = read_image(camera)
+        assert isinstance(fitted, tuple)
+        letterbox = fitted[1]
+        samples, _ = run(features, [("image", 0, fitted), ("detections", 0, v(1, 320, 240, 64, 32))])
+        [sample] = samples
+        assert sample.values["image"].shape == IMAGE_SHAPE
+        scale = min(160 / width, 120 / height)
+        expected = [320 * letterbox.scale_x + letterbox.pad_x, 240 * letterbox.scale_y + letterbox.pad_y,
+                    64 * letterbox.scale_x, 32 * letterbox.scale_y]
+        np.testing.assert_allclose(sample.values["boxes"], [expected], rtol=1e-5)
+        np.testing.assert_allclose([letterbox.scale_x, letterbox.scale_y], [scale, scale], rtol=0.02)
+    assert (letterbox.pad_x, letterbox.pad_y) != (0, 0), "the 16:9 camera is padded"

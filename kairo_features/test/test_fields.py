@@ -304,8 +304,12 @@ def test_entry_readers_follow_the_features() -> None:
         commands(SimpleNamespace(data=array.array("d", [1.0, 2.0])))
     detection = parse_features(default_features("object_detection"))
     image = entry_reader(detection.trigger)
-    assert image(_image("rgb8", np.zeros((120, 160, 3), np.uint8))).shape == IMAGE_SHAPE
-    assert image(_image("bgr8", np.zeros((480, 640, 3), np.uint8))).shape == IMAGE_SHAPE
+    # an image comes with the Letterbox that fitted it, for the Aligner to map the sample's boxes
+    same, fitted = image(_image("rgb8", np.zeros((120, 160, 3), np.uint8))), image(
+        _image("bgr8", np.zeros((480, 640, 3), np.uint8)))
+    assert isinstance(same, tuple) and isinstance(fitted, tuple)
+    assert same[0].shape == fitted[0].shape == IMAGE_SHAPE
+    assert (same[1].scale_x, fitted[1].scale_x) == (1.0, 0.25)
     boxes = entry_reader(detection.outputs[0], detection.classes)
     assert boxes(_detections(("square", 0.5))).tolist()[0][0] == 1
 

@@ -442,7 +442,7 @@ def import_recording(recording: Recording, features_doc: dict[str, Any], workdir
     from rosbags.rosbag2 import Reader
 
     from kairo_features.alignment import Aligner
-    from kairo_features.fields import FieldError, entry_reader
+    from kairo_features.fields import FieldError, ReadValues, entry_reader
     from kairo_features.schema import FeaturesError, parse_features
 
     try:
@@ -467,7 +467,7 @@ def import_recording(recording: Recording, features_doc: dict[str, Any], workdir
         for conn in connections:
             by_topic.setdefault(conn.topic, []).append(conn)
         # topic -> [(entry name, read values)]
-        readers: dict[str, list[tuple[str, Callable[[Any], np.ndarray]]]] = {}
+        readers: dict[str, list[tuple[str, Callable[[Any], ReadValues]]]] = {}
         for entry in features.entries:
             conns = by_topic.get(entry.topic)
             if not conns:
