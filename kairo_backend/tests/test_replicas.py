@@ -1,9 +1,9 @@
 """Two `kairo-backend serve` replicas on one PostgreSQL database and one data dir serve
-the same API: trains submitted to either train once, runs are listed alike from
-both, a cancel through the other replica stops the run, signed download links made
-by one are accepted by the other, a replica killed with -9 loses nothing (the other
-re-queues and finishes its runs), and concurrent trains over both get unique,
-contiguous version numbers."""
+the same API, with local worker processes and with Ray tasks (one Ray head): trains
+submitted to either train once, runs are listed alike from both, a cancel through the
+other replica stops the run, signed download links made by one are accepted by the
+other, a replica killed with -9 loses nothing (the other re-queues and finishes its
+runs), and concurrent trains over both get unique, contiguous version numbers."""
 
 from __future__ import annotations
 
@@ -22,8 +22,23 @@ from conftest import DATABASES, Server, cli, new_database, store_of, wait_run
 FINAL = ("complete", "failed", "cancelled")
 
 
+@pytest.fixture(scope="module", params=("local", "ray"))
+def executor(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """The replicas' executor arguments: local worker processes, or a Ray head's tasks."""
+    if request.param == "local":
+        yield ["--workers", "1"]
+        return
+    from ray_cluster import RAY_ENV, running_ray_head
+
+    with running_ray_head() as head, pytest.MonkeyPatch.context() as mp:
+        for name, value in RAY_ENV.items():  # the servers' environment (loopback only)
+            mp.setenv(name, value)
+        yield ["--workers", "1", "--executor", "ray", "--ray-address", head]
+
+
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: str) -> Path:
+def shared(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: str,
+           executor: list[str]) -> Path:
     """One data dir (the shared artifacts directory) on one PostgreSQL database."""
     d = tmp_path_factory.mktemp("replicas")
     DATABASES[d] = new_database(postgres_cluster)
@@ -31,8 +46,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: str) -> P
 
 
 @pytest.fixture(scope="module")
-def replicas(shared: Path) -> Iterator[list[Server]]:
-    servers = [Server(shared, ["--workers", "1"]).start() for _ in range(2)]
+def replicas(shared: Path, executor: list[str]) -> Iterator[list[Server]]:
+    servers = [Server(shared, executor).start() for _ in range(2)]
     try:
         yield servers
     finally:
@@ -119,7 +134,7 @@ def test_a_cancel_through_the_other_replica_stops_the_run(
 
 
 def test_a_replica_killed_with_9_loses_nothing(
-        replicas: list[Server], key: str, dataset: str) -> None:
+        replicas: list[Server], key: str, dataset: str, executor: list[str]) -> None:
     victim, survivor = replicas
     with victim.client(key) as v, survivor.client(key) as s:
         # enough runs that both replicas train some when the victim dies
@@ -148,7 +163,7 @@ def test_a_replica_killed_with_9_loses_nothing(
         logs = [s.get(f"/v1/models/{model_id}/runs/{i}").json()["logs"] for i in ids]
         requeued = [lg for lg in logs if any("re-queued" in line for line in lg)]
         assert len(requeued) == 1, logs  # the victim's run: re-queued once, then complete
-    replicas[0] = Server(victim.data_dir, ["--workers", "1"]).start()  # for the next tests
+    replicas[0] = Server(victim.data_dir, executor).start()  # for the next tests
 
 
 def test_concurrent_trains_over_both_replicas_get_contiguous_versions(
