@@ -193,8 +193,10 @@ def _import(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     name = (args.name or path.name or "recording")[:200]
     ds = import_dataset(settings, store, ws, name, path, features, file_name=path.name)
     dropped = sum(ds["dropped"].values())
+    source = ds["source"]
+    assert source is not None  # an imported dataset records the recording it came from
     print(f"workspace {args.workspace}: dataset {name}, task {ds['task']}, {ds['samples']} "
-          f"samples from {ds['source']['messages']} messages ({dropped} dropped)")
+          f"samples from {source['messages']} messages ({dropped} dropped)")
     print(ds["id"])
     return 0
 

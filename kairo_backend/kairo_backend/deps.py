@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -11,6 +11,7 @@ from kairo_backend.core.config import Settings
 from kairo_backend.errors import NotFound, Unauthorized
 from kairo_backend.jobs.dispatcher import Dispatcher
 from kairo_backend.store import Store
+from kairo_backend.store.rows import ModelRow, RunRow
 
 
 @dataclass
@@ -55,14 +56,14 @@ Ctx = Annotated[Context, Depends(get_context)]
 Workspace = Annotated[str, Depends(get_workspace)]
 
 
-def model_or_404(ctx: Context, ws: str, model_id: str) -> dict[str, Any]:
+def model_or_404(ctx: Context, ws: str, model_id: str) -> ModelRow:
     model = ctx.store.get_model(ws, model_id)
     if model is None:
         raise NotFound(f"model {model_id} not found in this workspace")
     return model
 
 
-def run_or_404(ctx: Context, ws: str, model_id: str, run_id: str) -> dict[str, Any]:
+def run_or_404(ctx: Context, ws: str, model_id: str, run_id: str) -> RunRow:
     model_or_404(ctx, ws, model_id)
     run = ctx.store.get_run(run_id)
     if run is None or run["model_id"] != model_id:

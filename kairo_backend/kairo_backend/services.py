@@ -15,20 +15,21 @@ from kairo_backend.core.util import new_id, now
 from kairo_backend.errors import ArtifactCorrupted, NotFound, Unavailable
 from kairo_backend.exporters.artifacts import corruption
 from kairo_backend.store import Store
+from kairo_backend.store.rows import DatasetRow, RunRow
 from kairo_backend.training.datasets import check_arrays, check_features, save_arrays
 
 
 def create_dataset(settings: Settings, store: Store, ws: str, name: str,
-                   arrays: dict[str, np.ndarray], features: Any) -> dict[str, Any]:
+                   arrays: dict[str, np.ndarray], features: Any) -> DatasetRow:
     """Validate arrays against the features description, store both; the dataset row."""
     features = check_features(features)
     samples = check_arrays(arrays, features)
     ds_id = new_id("ds_")
     path = settings.datasets_dir / f"{ds_id}.npz"
     size = save_arrays(path, arrays)
-    ds = {"id": ds_id, "workspace_id": ws, "name": name, "task": features["task"],
+    ds: DatasetRow = {"id": ds_id, "workspace_id": ws, "name": name, "task": features["task"],
           "samples": samples, "features": features, "path": str(path), "size_bytes": size,
-          "created_at": now()}
+          "created_at": now(), "source": None, "dropped": {}}
     try:
         store.insert_dataset(ds)
     except BaseException:
@@ -84,7 +85,7 @@ class ModelFiles:
 model_files = ModelFiles()
 
 
-def verified_artifact(settings: Settings, store: Store, run: dict[str, Any]) -> Path:
+def verified_artifact(settings: Settings, store: Store, run: RunRow) -> Path:
     """The path of a complete run's model.onnx once it is checked against the
     sha256 recorded at training; a corrupted one is marked on the version
     (`artifact_error`) and refused with ArtifactCorrupted."""

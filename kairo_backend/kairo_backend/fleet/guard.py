@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kairo_backend.store.rows import DeploymentRow, RobotRow
+
 LIVE = ("rolling_out", "observing", "complete")  # deployments that pin a version
 GUARDED = ("rolling_out", "observing")  # deployments whose guard is evaluated
 
@@ -59,8 +61,7 @@ def _matches(report: dict[str, Any] | None, model_id: str, version: str) -> bool
         and report.get("version") == version
 
 
-def _threshold_crossed(robot_id: str, dep: dict[str, Any],
-                       robot: dict[str, Any]) -> str | None:
+def _threshold_crossed(robot_id: str, dep: DeploymentRow, robot: RobotRow) -> str | None:
     """Why a robot that reports the deployment's version fails its guard, or None."""
     guard = dep["guard"]
     health = robot.get("health")
@@ -88,7 +89,7 @@ def _threshold_crossed(robot_id: str, dep: dict[str, Any],
     return None
 
 
-def _refusal(robot_id: str, dep: dict[str, Any], robot: dict[str, Any]) -> str | None:
+def _refusal(robot_id: str, dep: DeploymentRow, robot: RobotRow) -> str | None:
     for r in robot.get("refused") or ():
         if r.get("model_id") == dep["model_id"] and r.get("version") == dep["version"]:
             detail = ": ".join(p for p in (r.get("code"), r.get("message")) if p)
@@ -96,7 +97,7 @@ def _refusal(robot_id: str, dep: dict[str, Any], robot: dict[str, Any]) -> str |
     return None
 
 
-def evaluate(dep: dict[str, Any], robots: dict[str, dict[str, Any]], at: float) -> Verdict:
+def evaluate(dep: DeploymentRow, robots: dict[str, RobotRow], at: float) -> Verdict:
     """The deployment's next state at time `at`, given the latest rows of its target
     robots (robot id -> row; a robot without a row has never reported)."""
     guard = dep["guard"]

@@ -30,13 +30,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from kairo_backend.core.config import Settings
 from kairo_backend.core.util import now
 from kairo_backend.errors import is_disk_full, storage_error
 from kairo_backend.jobs.executor import Executor, Job, LaunchError, make_executor, worker_env
 from kairo_backend.store import Store
+from kairo_backend.store.rows import RunRow
 
 log = logging.getLogger("kairo_backend.jobs")
 
@@ -109,7 +109,7 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - a busy database: the sweep does it later
                 log.exception("could not recover run %s now", run["id"])
 
-    def _interrupted(self, run: dict[str, Any], cause: str) -> None:
+    def _interrupted(self, run: RunRow, cause: str) -> None:
         """A running run lost its worker through no fault of its own (the server
         stopped, its Ray worker or node died): re-queue it, or fail it the second time."""
         if run.get("interruptions", 0) >= MAX_REQUEUES:

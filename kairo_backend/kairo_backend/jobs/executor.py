@@ -18,9 +18,10 @@ import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from kairo_backend.core.config import Settings
+from kairo_backend.store.rows import RunRow
 
 
 class LaunchError(Exception):
@@ -52,7 +53,7 @@ class Executor(ABC):
     name: str
 
     @abstractmethod
-    def launch(self, run: dict[str, Any], log_path: Path) -> Job:
+    def launch(self, run: RunRow, log_path: Path) -> Job:
         """Start training a claimed run; LaunchError when it cannot start."""
 
     @abstractmethod
@@ -68,11 +69,11 @@ class Executor(ABC):
         """Stop the job and wait until it is gone (the server is stopping)."""
 
     @abstractmethod
-    def alive(self, run: dict[str, Any]) -> bool:
+    def alive(self, run: RunRow) -> bool:
         """Whether a run this server does not track is still trained somewhere."""
 
     @abstractmethod
-    def kill_leftover(self, run: dict[str, Any]) -> None:
+    def kill_leftover(self, run: RunRow) -> None:
         """A run `running` when the server starts: end what a previous server left training."""
 
     @abstractmethod
@@ -110,7 +111,7 @@ class LocalExecutor(Executor):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def launch(self, run: dict[str, Any], log_path: Path) -> Job:
+    def launch(self, run: RunRow, log_path: Path) -> Job:
         cmd = [sys.executable, "-m", "kairo_backend.training.worker",
                "--data-dir", str(self.settings.data_dir), "--run-id", run["id"],
                "--parent-pid", str(os.getpid()), "--threads", str(self.settings.torch_threads)]
@@ -147,10 +148,10 @@ class LocalExecutor(Executor):
         job.proc.wait(timeout=10)
         job.log_file.close()
 
-    def alive(self, run: dict[str, Any]) -> bool:
+    def alive(self, run: RunRow) -> bool:
         return _worker_alive(run.get("pid") or 0, run["id"])
 
-    def kill_leftover(self, run: dict[str, Any]) -> None:
+    def kill_leftover(self, run: RunRow) -> None:
         pid = run.get("pid") or 0
         if pid and _is_our_worker(pid, run["id"]):
             with contextlib.suppress(OSError):

@@ -31,6 +31,7 @@ from typing import Any
 
 from kairo_backend.core.config import Settings
 from kairo_backend.jobs.executor import Ended, Executor, Job, LaunchError, exit_reason
+from kairo_backend.store.rows import RunRow
 
 log = logging.getLogger("kairo_backend.jobs")
 
@@ -86,7 +87,7 @@ class RayExecutor(Executor):
         log.info("training on the Ray cluster at %s: %g CPU and %g GPU per run", address,
                  self.num_cpus, self.num_gpus)
 
-    def launch(self, run: dict[str, Any], log_path: Path) -> Job:
+    def launch(self, run: RunRow, log_path: Path) -> Job:
         try:
             ref = self._task.options(name=TASK_PREFIX + run["id"]).remote(
                 str(self.settings.data_dir), str(self.settings.database), run["id"],
@@ -130,12 +131,12 @@ class RayExecutor(Executor):
         self.kill(job)
         self._ray.wait([job.ref], timeout=STOP_WAIT_S)
 
-    def alive(self, run: dict[str, Any]) -> bool:
+    def alive(self, run: RunRow) -> bool:
         # This server tracks every task it started, and Ray ends the tasks of a server
         # that died: a running run it does not track has no task left.
         return False
 
-    def kill_leftover(self, run: dict[str, Any]) -> None:
+    def kill_leftover(self, run: RunRow) -> None:
         pass  # Ray ended the tasks of the server that left this run running
 
     def shutdown(self) -> None:

@@ -15,6 +15,7 @@ from kairo_backend.errors import InvalidRequest, NotFound, ValidationFailed
 from kairo_backend.schemas.common import ERROR_RESPONSES
 from kairo_backend.schemas.datasets import UPLOAD_BODY, DatasetList, DatasetPublic, dataset_public
 from kairo_backend.services import create_dataset
+from kairo_backend.store.rows import DatasetRow
 from kairo_backend.training.datasets import check_features, read_npz
 from kairo_backend.training.recordings import import_dataset, sniff_upload
 
@@ -85,7 +86,7 @@ def _finite(text: str) -> float:
 
 
 def _ingest(ctx: Context, ws: str, name: str, file: IO[bytes],
-            features: dict[str, Any], file_name: str) -> dict[str, Any]:
+            features: dict[str, Any], file_name: str) -> DatasetRow:
     if sniff_upload(file) != "npz":
         return import_dataset(ctx.settings, ctx.store, ws, name, file, features,
                               file_name=file_name[:200])

@@ -23,6 +23,7 @@ from kairo_backend.schemas.fleet import (
 from kairo_backend.schemas.runs import ROBOT_ID_PATTERN
 from kairo_backend.services import verified_artifact
 from kairo_backend.store.fleet import FleetStore
+from kairo_backend.store.rows import DeploymentRow
 
 router = APIRouter(prefix="/v1/models/{model_id}", tags=["deployments"],
                    responses=ERROR_RESPONSES)
@@ -40,7 +41,7 @@ def _complete_version(ctx: Context, model_id: str, version: str) -> None:
 
 
 def _deployment_or_404(fleet: FleetStore, ws: str, model_id: str,
-                       deployment_id: str) -> dict[str, Any]:
+                       deployment_id: str) -> DeploymentRow:
     dep = fleet.get_deployment(ws, model_id, deployment_id)
     if dep is None:
         raise NotFound(f"deployment {deployment_id} not found for model {model_id}")

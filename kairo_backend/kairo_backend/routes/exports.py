@@ -24,6 +24,7 @@ from kairo_backend.exporters.archive import write_atomically
 from kairo_backend.schemas.common import ERROR_RESPONSES
 from kairo_backend.schemas.models import ExportPublic, ExportRequest
 from kairo_backend.services import model_files, verified_artifact
+from kairo_backend.store.rows import ModelRow, RunRow
 
 router = APIRouter(tags=["exports"], responses=ERROR_RESPONSES)
 
@@ -71,7 +72,7 @@ def export(model_id: str, body: ExportRequest, request: Request, ctx: Ctx,
             "sha256": sha256, "version": version}
 
 
-def _build_package(model: dict[str, Any], run: dict[str, Any], version: str, onnx_path: Path,
+def _build_package(model: ModelRow, run: RunRow, version: str, onnx_path: Path,
                    dest: Path) -> str:
     """Write the version's ROS 2 package archive to `dest` (atomically), and its
     sha256 beside it for the download to check; the sha256.
@@ -126,6 +127,7 @@ def download(filename: str, ctx: Ctx, expires: str = "", sig: str = "") -> Respo
             data = path.read_bytes()
             expected = (run["sha256"] if extension == ".onnx"
                         else _sha256_path(path).read_text().strip())
+            assert expected is not None  # a complete run's sha256 is recorded with it
         except FileNotFoundError:
             raise gone from None
     actual = hashlib.sha256(data).hexdigest()

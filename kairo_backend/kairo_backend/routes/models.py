@@ -11,11 +11,12 @@ from kairo_backend.schemas.common import ERROR_RESPONSES
 from kairo_backend.schemas.models import ModelList, ModelPublic, PromoteRequest, model_public
 from kairo_backend.schemas.runs import TrainAccepted, TrainRequest
 from kairo_backend.services import model_files, verified_artifact
+from kairo_backend.store.rows import ModelRow
 from kairo_backend.training.config import TrainConfig
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
-def _public(ctx: Context, model: dict[str, Any]) -> dict[str, Any]:
+def _public(ctx: Context, model: ModelRow) -> dict[str, Any]:
     runs = list(reversed(ctx.store.list_runs(model["id"])))
     return model_public(model, runs, ctx.store.promotions(model["id"]))
 

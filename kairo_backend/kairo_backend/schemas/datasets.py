@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 from kairo_backend.core.util import iso
 from kairo_backend.schemas.common import Task
+from kairo_backend.store.rows import DatasetRow
 
 # The upload's multipart body (the route parses it itself, to stream the file and
 # keep its own error messages); what the route requires, said in the schema.
@@ -68,7 +69,7 @@ class DatasetList(BaseModel):
     total: int
 
 
-def dataset_public(ds: dict[str, Any]) -> dict[str, Any]:
+def dataset_public(ds: DatasetRow) -> dict[str, Any]:
     return {"id": ds["id"], "name": ds["name"], "task": ds["task"], "samples": ds["samples"],
             "features": ds["features"], "created_at": iso(ds["created_at"]),
             "size_mb": round(ds["size_bytes"] / 1e6, 3), "source": ds.get("source"),

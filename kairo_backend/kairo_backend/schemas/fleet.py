@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from kairo_backend.core.util import iso
 from kairo_backend.schemas.common import ID_PATTERN, VERSION_PATTERN, Task, Text
 from kairo_backend.schemas.runs import ROBOT_ID_PATTERN
+from kairo_backend.store.rows import DeploymentRow, RobotRow
 
 RobotId = Annotated[str, Field(pattern=ROBOT_ID_PATTERN,
                                description="rob_ and 1 to 64 letters, digits, _ or -.")]
@@ -235,7 +236,7 @@ def robot_status(last_seen: float, period_s: float, at: float) -> str:
     return "stale" if age <= 10 * period_s else "offline"
 
 
-def robot_public(row: dict[str, Any], at: float) -> dict[str, Any]:
+def robot_public(row: RobotRow, at: float) -> dict[str, Any]:
     """A row of FleetStore.list_robots as the API shows it, its status as of `at`."""
     return {"id": row["id"], "node": row["node"], "task": row["task"],
             "model_id": row["model_id"], "serving": row["serving"], "health": row["health"],
@@ -244,7 +245,7 @@ def robot_public(row: dict[str, Any], at: float) -> dict[str, Any]:
             "status": robot_status(row["last_seen"], row["period_s"], at)}
 
 
-def deployment_public(row: dict[str, Any]) -> dict[str, Any]:
+def deployment_public(row: DeploymentRow) -> dict[str, Any]:
     """A row of FleetStore.list_deployments as the API shows it."""
     return {"id": row["id"], "model_id": row["model_id"], "version": row["version"],
             "previous_version": row["previous_version"], "mode": row["mode"],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -7,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kairo_backend.core.util import iso
 from kairo_backend.schemas.common import VERSION_PATTERN, ExportFormat, ModelStatus, RunStatus, Task
 from kairo_backend.schemas.runs import Metrics
+from kairo_backend.store.rows import ModelRow, PromotionRow, RunSummary
 
 
 class Version(BaseModel):
@@ -72,7 +74,7 @@ class ExportPublic(BaseModel):
     version: str
 
 
-def model_status(model: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+def model_status(model: ModelRow, runs: Sequence[RunSummary]) -> str:
     if model.get("active_version"):
         return "active"
     if any(r["status"] == "complete" for r in runs):
@@ -82,8 +84,8 @@ def model_status(model: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     return "failed"
 
 
-def model_public(model: dict[str, Any], runs: list[dict[str, Any]],
-                 promotions: list[dict[str, Any]]) -> dict[str, Any]:
+def model_public(model: ModelRow, runs: Sequence[RunSummary],
+                 promotions: list[PromotionRow]) -> dict[str, Any]:
     """`runs` oldest first."""
     complete = [r for r in runs if r["status"] == "complete"]
     latest = complete[-1] if complete else None

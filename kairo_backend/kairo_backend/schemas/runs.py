@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kairo_backend.core.util import iso
 from kairo_backend.schemas.common import ID_PATTERN, RunStatus, Task, Text
+from kairo_backend.store.rows import RunLogRow, RunRow
 
 ROBOT_ID_PATTERN = r"^rob_[A-Za-z0-9_-]{1,64}$"
 
@@ -88,8 +89,8 @@ class RunList(BaseModel):
     total: int
 
 
-def run_public(run: dict[str, Any], position: int = 0,
-               logs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_public(run: RunRow, position: int = 0,
+               logs: list[RunLogRow] | None = None) -> dict[str, Any]:
     progress = run.get("progress") or {}
     epochs_total = run["config"]["epochs"]
     if not progress:

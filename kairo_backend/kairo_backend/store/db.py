@@ -29,6 +29,7 @@ from kairo_backend.core import security
 from kairo_backend.core.util import new_id, now
 from kairo_backend.store import migrate
 from kairo_backend.store.engine import Connection, PostgresEngine, Row, SQLiteEngine, make_engine
+from kairo_backend.store.rows import DatasetRow, KeyRow, ModelRow, PromotionRow, RunLogRow, RunOutcome, RunRow, as_row
 
 # How long the server waits for another writer before answering 503: short,
 # so that a held lock never ties up the request threads.
@@ -51,23 +52,22 @@ def _loads(v: str | None) -> Any:
     return json.loads(v) if v else None
 
 
-def _run_dict(row: Row, unrecorded: dict[str, dict[str, Any]] | None = None
-              ) -> dict[str, Any]:
-    d = dict(row)
+def _run_dict(row: Row, unrecorded: dict[str, RunOutcome] | None = None) -> RunRow:
+    d = as_row(RunRow, row)
     shown = unrecorded.get(d["id"]) if unrecorded else None
     if shown is not None and d["status"] in ACTIVE:
         d.update(shown)
-    d["config"] = _loads(d["config"])
-    d["metrics"] = _loads(d["metrics"])
-    d["progress"] = _loads(d["progress"])
+    d["config"] = _loads(row["config"])
+    d["metrics"] = _loads(row["metrics"])
+    d["progress"] = _loads(row["progress"])
     return d
 
 
-def _dataset_row(row: Row) -> dict[str, Any]:
-    d = dict(row)
-    d["features"] = json.loads(d["features"])
-    d["source"] = json.loads(d["source"]) if d.get("source") else None
-    d["dropped"] = json.loads(d["dropped"]) if d.get("dropped") else {}
+def _dataset_row(row: Row) -> DatasetRow:
+    d = as_row(DatasetRow, row)
+    d["features"] = json.loads(row["features"])
+    d["source"] = json.loads(row["source"]) if row["source"] else None
+    d["dropped"] = json.loads(row["dropped"]) if row["dropped"] else {}
     return d
 
 
@@ -84,7 +84,7 @@ class Store:
         self._writes = 0  # writes by this process (its own commits leave data_version alone)
         # Outcomes of runs this process could not write yet (a full disk):
         # run id -> the columns to show until the write succeeds.
-        self.unrecorded: dict[str, dict[str, Any]] = {}
+        self.unrecorded: dict[str, RunOutcome] = {}
         # The replica this process serves as (register_replica), None for a worker or the CLI.
         self.replica_id: str | None = None
         self.engine.prepare(self.conn)
@@ -171,16 +171,16 @@ class Store:
                                               security.key_id(key), security.key_prefix(key)))
         return key
 
-    def list_keys(self, workspace: str | None = None) -> list[dict[str, Any]]:
+    def list_keys(self, workspace: str | None = None) -> list[KeyRow]:
         """Every key (never its secret): id, prefix, workspace, created_at, revoked_at."""
         rows = self.conn.execute(
             "SELECT k.id, k.prefix, w.name AS workspace, k.created_at, k.revoked_at"
             " FROM api_keys k JOIN workspaces w ON w.id=k.workspace_id"
             " WHERE CAST(? AS TEXT) IS NULL OR w.name=? ORDER BY k.created_at, k.id",
             (workspace, workspace)).fetchall()
-        return [dict(r) for r in rows]
+        return [as_row(KeyRow, r) for r in rows]
 
-    def revoke_key(self, ref: str) -> dict[str, Any]:
+    def revoke_key(self, ref: str) -> KeyRow:
         """Revoke the one key whose id or prefix is `ref` (or the key itself); that key.
 
         Raises LookupError when no key or more than one key matches.
@@ -226,62 +226,62 @@ class Store:
         return ws
 
     # datasets ------------------------------------------------------------
-    def insert_dataset(self, ds: dict[str, Any]) -> None:
+    def insert_dataset(self, ds: DatasetRow) -> None:
         with self.tx() as c:
             c.execute(
                 "INSERT INTO datasets (id, workspace_id, name, task, samples, features, path,"
                 " size_bytes, created_at, source, dropped) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (ds["id"], ds["workspace_id"], ds["name"], ds["task"], ds["samples"],
                  json.dumps(ds["features"]), ds["path"], ds["size_bytes"], ds["created_at"],
-                 json.dumps(ds.get("source")), json.dumps(ds.get("dropped") or {})))
+                 json.dumps(ds["source"]), json.dumps(ds["dropped"] or {})))
 
-    def get_dataset(self, ws: str, ds_id: str) -> dict[str, Any] | None:
+    def get_dataset(self, ws: str, ds_id: str) -> DatasetRow | None:
         row = self.conn.execute("SELECT * FROM datasets WHERE id=? AND workspace_id=?",
                                 (ds_id, ws)).fetchone()
         if row is None:
             return None
         return _dataset_row(row)
 
-    def dataset_by_id(self, ds_id: str) -> dict[str, Any] | None:
+    def dataset_by_id(self, ds_id: str) -> DatasetRow | None:
         row = self.conn.execute("SELECT workspace_id FROM datasets WHERE id=?",
                                 (ds_id,)).fetchone()
         return self.get_dataset(row["workspace_id"], ds_id) if row else None
 
-    def list_datasets(self, ws: str) -> list[dict[str, Any]]:
+    def list_datasets(self, ws: str) -> list[DatasetRow]:
         rows = self.conn.execute(
             "SELECT * FROM datasets WHERE workspace_id=? ORDER BY created_at DESC, id",
             (ws,)).fetchall()
         return [_dataset_row(r) for r in rows]
 
     # models --------------------------------------------------------------
-    def get_model(self, ws: str, model_id: str) -> dict[str, Any] | None:
+    def get_model(self, ws: str, model_id: str) -> ModelRow | None:
         row = self.conn.execute("SELECT * FROM models WHERE id=? AND workspace_id=?",
                                 (model_id, ws)).fetchone()
-        return dict(row) if row else None
+        return as_row(ModelRow, row) if row else None
 
-    def model_by_id(self, model_id: str) -> dict[str, Any] | None:
+    def model_by_id(self, model_id: str) -> ModelRow | None:
         row = self.conn.execute("SELECT * FROM models WHERE id=?", (model_id,)).fetchone()
-        return dict(row) if row else None
+        return as_row(ModelRow, row) if row else None
 
-    def list_models(self, ws: str) -> list[dict[str, Any]]:
+    def list_models(self, ws: str) -> list[ModelRow]:
         rows = self.conn.execute(
             "SELECT * FROM models WHERE workspace_id=? ORDER BY created_at, id", (ws,)).fetchall()
-        return [dict(r) for r in rows]
+        return [as_row(ModelRow, r) for r in rows]
 
-    def runs_for_models(self, ws: str) -> dict[str, list[dict[str, Any]]]:
+    def runs_for_models(self, ws: str) -> dict[str, list[RunRow]]:
         """Every run of the workspace's models, oldest first, grouped by model."""
         rows = self.conn.execute(
             "SELECT * FROM runs WHERE workspace_id=? ORDER BY seq", (ws,)).fetchall()
-        out: dict[str, list[dict[str, Any]]] = {}
+        out: dict[str, list[RunRow]] = {}
         for r in rows:
             out.setdefault(r["model_id"], []).append(_run_dict(r, self.unrecorded))
         return out
 
-    def promotions(self, model_id: str) -> list[dict[str, Any]]:
+    def promotions(self, model_id: str) -> list[PromotionRow]:
         rows = self.conn.execute(
             "SELECT at, from_version, to_version FROM promotions WHERE model_id=? ORDER BY id",
             (model_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return [as_row(PromotionRow, r) for r in rows]
 
     def promote(self, model_id: str, version: str) -> str | None:
         """Make `version` active; return the version that was active before."""
@@ -312,7 +312,7 @@ class Store:
     def submit_run(self, ws: str, *, robot_id: str, task: str, name: str | None,
                    dataset_id: str, architecture: str, config: dict[str, Any],
                    samples: int, estimated_duration_s: float,
-                   max_queued: int) -> tuple[dict[str, Any], int] | None:
+                   max_queued: int) -> tuple[RunRow, int] | None:
         """Queue a run on the model for (robot_id, task), creating it when needed.
 
         Returns (run, position_in_queue), or None when the workspace already
@@ -359,11 +359,11 @@ class Store:
                             (run["seq"],)).fetchone()[0]
         return run, int(pos)
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, run_id: str) -> RunRow | None:
         row = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return _run_dict(row, self.unrecorded) if row else None
 
-    def list_runs(self, model_id: str) -> list[dict[str, Any]]:
+    def list_runs(self, model_id: str) -> list[RunRow]:
         rows = self.conn.execute("SELECT * FROM runs WHERE model_id=? ORDER BY seq DESC",
                                  (model_id,)).fetchall()
         return [_run_dict(r, self.unrecorded) for r in rows]
@@ -372,17 +372,17 @@ class Store:
         rows = self.conn.execute("SELECT id FROM runs WHERE status='queued' ORDER BY seq")
         return {r["id"]: i + 1 for i, r in enumerate(rows)}
 
-    def run_logs(self, run_id: str) -> list[dict[str, Any]]:
+    def run_logs(self, run_id: str) -> list[RunLogRow]:
         rows = self.conn.execute("SELECT at, line FROM run_logs WHERE run_id=? ORDER BY id",
                                  (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return [as_row(RunLogRow, r) for r in rows]
 
     def log(self, run_id: str, line: str) -> None:
         self._writes += 1
         self.conn.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
                           (run_id, now(), line))
 
-    def claim_next_run(self, pid_placeholder: int = 0) -> dict[str, Any] | None:
+    def claim_next_run(self, pid_placeholder: int = 0) -> RunRow | None:
         """Move the oldest queued run to `running` (FIFO) and return it, owned by this
         replica. Replicas claim at once: a run another one is claiming is passed over
         (PostgreSQL's SKIP LOCKED), never claimed twice."""
@@ -450,7 +450,7 @@ class Store:
                           (run_id, now(), line))
             return cur.rowcount > 0
 
-    def show_unrecorded(self, run_id: str, fields: dict[str, Any] | None) -> None:
+    def show_unrecorded(self, run_id: str, fields: RunOutcome | None) -> None:
         """Show `fields` over the run's row until its outcome is written (None: written)."""
         if fields is None:
             if self.unrecorded.pop(run_id, None) is None:
@@ -468,7 +468,7 @@ class Store:
                       (run_id, now(), f"artifact refused: {reason}" if reason
                        else "artifact verified again"))
 
-    def running_runs(self) -> list[dict[str, Any]]:
+    def running_runs(self) -> list[RunRow]:
         """The `running` runs this process looks after: all of them for a store that is
         no replica; for a replica, its own, those of no replica and those of replicas
         that are gone (replica_gone)."""

@@ -14,36 +14,36 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kairo_backend.core.util import new_id, now
-from kairo_backend.fleet.guard import GUARDED, LIVE, evaluate
+from kairo_backend.fleet.guard import GUARDED, LIVE, Verdict, evaluate
 from kairo_backend.store.engine import Connection, Row
+from kairo_backend.store.rows import DeploymentRow, ModelRow, RobotRow, as_row
 
 if TYPE_CHECKING:
     from kairo_backend.store.db import Store
 
 log = logging.getLogger("kairo_backend.fleet")
 
-_ROBOT_JSON = ("serving", "health", "shadow", "refused")
-_DEPLOYMENT_JSON = ("robots", "guard", "progress")
 _LIVE_MARKS = ",".join("?" * len(LIVE))
 _GUARDED_MARKS = ",".join("?" * len(GUARDED))
 
 
-def _robot_row(row: Row) -> dict[str, Any]:
-    d = dict(row)
-    for k in _ROBOT_JSON:
-        d[k] = json.loads(d[k]) if d[k] else None
-    d["refused"] = d["refused"] or []
+def _robot_row(row: Row) -> RobotRow:
+    d = as_row(RobotRow, row)
+    d["serving"], d["health"], d["shadow"] = (
+        json.loads(row[k]) if row[k] else None for k in ("serving", "health", "shadow"))
+    d["refused"] = (json.loads(row["refused"]) if row["refused"] else None) or []
     return d
 
 
-def _deployment_row(row: Row) -> dict[str, Any]:
-    d = dict(row)
-    for k in _DEPLOYMENT_JSON:
-        d[k] = json.loads(d[k])
+def _deployment_row(row: Row) -> DeploymentRow:
+    d = as_row(DeploymentRow, row)
+    d["robots"] = json.loads(row["robots"])
+    d["guard"] = json.loads(row["guard"])
+    d["progress"] = json.loads(row["progress"])
     return d
 
 
-def reports_model(robot: dict[str, Any], model_id: str) -> bool:
+def reports_model(robot: RobotRow, model_id: str) -> bool:
     """Whether a robot's heartbeats name the model (its source, or what it serves)."""
     serving = robot.get("serving") or {}
     return robot["model_id"] == model_id or serving.get("model_id") == model_id
@@ -72,12 +72,12 @@ class FleetStore:
                 " refused=excluded.refused, period_s=excluded.period_s,"
                 " last_seen=excluded.last_seen", (*values, ws, robot_id, at))
 
-    def get_robot(self, ws: str, robot_id: str) -> dict[str, Any] | None:
+    def get_robot(self, ws: str, robot_id: str) -> RobotRow | None:
         row = self.store.conn.execute("SELECT * FROM robots WHERE workspace_id=? AND id=?",
                                       (ws, robot_id)).fetchone()
         return _robot_row(row) if row else None
 
-    def list_robots(self, ws: str) -> list[dict[str, Any]]:
+    def list_robots(self, ws: str) -> list[RobotRow]:
         """The workspace's robots, sorted by id."""
         rows = self.store.conn.execute("SELECT * FROM robots WHERE workspace_id=? ORDER BY id",
                                        (ws,)).fetchall()
@@ -90,7 +90,7 @@ class FleetStore:
     # deployments -----------------------------------------------------------
     def create_deployment(self, ws: str, model_id: str, *, version: str, mode: str,
                           robots: list[str], guard: dict[str, Any],
-                          previous_version: str | None) -> dict[str, Any]:
+                          previous_version: str | None) -> DeploymentRow:
         """A new deployment (rolling_out); live deployments of the model that target any
         of the same robots end `cancelled` (superseded)."""
         dep_id = new_id("dep_")
@@ -112,13 +112,13 @@ class FleetStore:
         assert dep is not None
         return dep
 
-    def get_deployment(self, ws: str, model_id: str, dep_id: str) -> dict[str, Any] | None:
+    def get_deployment(self, ws: str, model_id: str, dep_id: str) -> DeploymentRow | None:
         row = self.store.conn.execute(
             "SELECT * FROM deployments WHERE id=? AND model_id=? AND workspace_id=?",
             (dep_id, model_id, ws)).fetchone()
         return _deployment_row(row) if row else None
 
-    def list_deployments(self, ws: str, model_id: str | None = None) -> list[dict[str, Any]]:
+    def list_deployments(self, ws: str, model_id: str | None = None) -> list[DeploymentRow]:
         """The workspace's deployments (of one model, when given), newest first."""
         rows = self.store.conn.execute(
             "SELECT * FROM deployments WHERE workspace_id=? AND (? IS NULL OR model_id=?)"
@@ -137,7 +137,7 @@ class FleetStore:
             return cur.rowcount > 0
 
     # what a robot serves -----------------------------------------------------
-    def pin(self, ws: str, model_id: str, robot_id: str) -> dict[str, Any] | None:
+    def pin(self, ws: str, model_id: str, robot_id: str) -> DeploymentRow | None:
         """The live deployment of the model that targets the robot (the newest one)."""
         rows = self.store.conn.execute(
             f"SELECT * FROM deployments WHERE workspace_id=? AND model_id=?"
@@ -149,17 +149,18 @@ class FleetStore:
                 return dep
         return None
 
-    def assignment(self, ws: str, model: dict[str, Any], robot_id: str
+    def assignment(self, ws: str, model: ModelRow, robot_id: str
                    ) -> dict[str, Any] | None:
         """What the robot must serve of the model: its live deployment's version (mode
         active), else the model's active version, with the candidate to shadow (mode
         shadow); None when there is neither a pin nor an active version."""
         dep = self.pin(ws, model["id"], robot_id)
         shadow = None
+        version: str | None
         if dep is not None and dep["mode"] == "active":
             version, deployment_id = dep["version"], dep["id"]
         else:
-            version, deployment_id = model.get("active_version"), None
+            version, deployment_id = model["active_version"], None
             if dep is not None and dep["version"] != version:  # a promoted shadow: no shadow
                 shadow = {"version": dep["version"], "deployment_id": dep["id"],
                           "sha256": self.version_sha256(model["id"], dep["version"])}
@@ -174,7 +175,7 @@ class FleetStore:
                                       (model_id, version)).fetchone()
         return row["sha256"] if row else None
 
-    def _promotion_since(self, dep: dict[str, Any]) -> str | None:
+    def _promotion_since(self, dep: DeploymentRow) -> str | None:
         """The version the model's latest promotion after the deployment was made
         activated (a plain promote, or this deployment's own), or None."""
         row = self.store.conn.execute(
@@ -183,7 +184,7 @@ class FleetStore:
         return row["to_version"] if row else None
 
     # guards ------------------------------------------------------------------
-    def evaluate(self, dep_id: str, at: float | None = None) -> dict[str, Any] | None:
+    def evaluate(self, dep_id: str, at: float | None = None) -> DeploymentRow | None:
         """Evaluate one live deployment's guard and store its new state; its row after.
 
         Decided on a plain read; a write transaction is taken only when something
@@ -201,17 +202,19 @@ class FleetStore:
             assert dep is not None
             c.execute("UPDATE deployments SET state=?, reason=?, progress=?, observing_since=?,"
                       " updated_at=? WHERE id=?",
-                      (change["state"], change["reason"], json.dumps(change["progress"]),
-                       change["observing_since"], at, dep_id))
-            if change["state"] != dep["state"]:
+                      (change.state, change.reason, json.dumps(change.progress),
+                       change.observing_since, at, dep_id))
+            if change.state != dep["state"]:
                 log.info("deployment %s of %s %s: %s -> %s (%s)", dep_id, dep["model_id"],
-                         dep["version"], dep["state"], change["state"], change["reason"])
-            dep.update(change, updated_at=at)
+                         dep["version"], dep["state"], change.state, change.reason)
+            dep["state"], dep["reason"] = change.state, change.reason
+            dep["progress"], dep["observing_since"] = change.progress, change.observing_since
+            dep["updated_at"] = at
             return dep
 
     def _decide(self, c: Connection, dep_id: str, at: float
-                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """A deployment's row and the columns to change (None: nothing to change)."""
+                ) -> tuple[DeploymentRow | None, Verdict | None]:
+        """A deployment's row and its columns' new values (None: nothing to change)."""
         row = c.execute("SELECT * FROM deployments WHERE id=?", (dep_id,)).fetchone()
         if row is None:
             return None, None
@@ -219,14 +222,12 @@ class FleetStore:
         if dep["state"] not in LIVE:
             return dep, None
         promoted = self._promotion_since(dep)
-        unchanged = {"progress": dep["progress"], "observing_since": dep["observing_since"]}
         if promoted is not None and promoted != dep["version"]:
-            return dep, {"state": "cancelled", **unchanged,
-                         "reason": f"superseded by the promotion of {promoted} to the whole "
-                                   "fleet"}
+            return dep, Verdict("cancelled", f"superseded by the promotion of {promoted} to the"
+                                " whole fleet", dep["progress"], dep["observing_since"])
         if promoted is not None and dep["state"] in GUARDED:
-            return dep, {"state": "complete", **unchanged,
-                         "reason": f"{promoted} was promoted to the whole fleet"}
+            return dep, Verdict("complete", f"{promoted} was promoted to the whole fleet",
+                                dep["progress"], dep["observing_since"])
         if dep["state"] not in GUARDED:
             return dep, None
         marks = ",".join("?" * len(dep["robots"]))
@@ -234,11 +235,10 @@ class FleetStore:
             f"SELECT * FROM robots WHERE workspace_id=? AND id IN ({marks})",
             (dep["workspace_id"], *dep["robots"]))}
         verdict = evaluate(dep, robots, at)
-        change = {"state": verdict.state, "reason": verdict.reason,
-                  "progress": verdict.progress, "observing_since": verdict.observing_since}
-        if all(change[k] == dep[k] for k in change):
+        if verdict == Verdict(dep["state"], dep["reason"], dep["progress"],
+                              dep["observing_since"]):
             return dep, None
-        return dep, change
+        return dep, verdict
 
     def live_deployment_ids(self, ws: str | None = None, robot_id: str | None = None
                             ) -> list[str]:
@@ -249,7 +249,7 @@ class FleetStore:
         return [r["id"] for r in rows
                 if robot_id is None or robot_id in json.loads(r["robots"])]
 
-    def sweep(self, at: float | None = None) -> list[dict[str, Any]]:
+    def sweep(self, at: float | None = None) -> list[DeploymentRow]:
         """Evaluate every live deployment; the ones whose state changed."""
         changed = []
         for dep_id in self.live_deployment_ids():

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
 
 from kairo_backend.core import security
 from kairo_backend.core.util import now
 from kairo_backend.store.db import Store
+from kairo_backend.store.rows import NewSession, SessionRow, as_row
 
 SESSION_TTL_S = 12 * 3600  # a working day; signing in again needs the key
 
@@ -26,14 +26,14 @@ class Sessions:
     def __init__(self, store: Store) -> None:
         self.store = store  # its table: kairo_backend/store/migrations (0004)
 
-    def create(self, key: str) -> tuple[str, dict[str, Any]] | None:
+    def create(self, key: str) -> tuple[str, NewSession] | None:
         """A new session for a valid key: (the browser's token, the session), else None."""
         ws = self.store.workspace_for_key(key)
         if ws is None:
             return None
         token = secrets.token_urlsafe(32)
         t = now()
-        session = {"workspace_id": ws, "csrf_token": secrets.token_urlsafe(32),
+        session: NewSession = {"workspace_id": ws, "csrf_token": secrets.token_urlsafe(32),
                    "created_at": t, "expires_at": t + SESSION_TTL_S}
         with self.store.tx() as c:
             c.execute("DELETE FROM ui_sessions WHERE expires_at<?", (t,))
@@ -43,7 +43,7 @@ class Sessions:
                        session["csrf_token"], t, session["expires_at"]))
         return token, session
 
-    def get(self, token: str) -> dict[str, Any] | None:
+    def get(self, token: str) -> SessionRow | None:
         """The live session of `token`: unexpired, and its key not revoked."""
         if not token:
             return None
@@ -53,7 +53,7 @@ class Sessions:
             " JOIN api_keys k ON k.key_hash=s.key_hash AND k.revoked_at IS NULL"
             " JOIN workspaces w ON w.id=s.workspace_id"
             " WHERE s.token_hash=? AND s.expires_at>?", (_token_hash(token), now())).fetchone()
-        return dict(row) if row else None
+        return as_row(SessionRow, row) if row else None
 
     def end(self, token: str) -> None:
         with self.store.tx() as c:

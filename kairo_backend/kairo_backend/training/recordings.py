@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -36,6 +36,9 @@ import yaml
 from kairo_backend.errors import PayloadTooLarge, ValidationFailed
 from kairo_backend.training.datasets import MIN_SAMPLES, zip_directory_size
 from kairo_features.schema import ANY_LENGTH
+
+if TYPE_CHECKING:
+    from kairo_backend.store.rows import DatasetRow
 
 __all__ = ["MAX_ARCHIVE_MEMBERS", "Recording", "import_recording", "open_recording",
            "sniff_upload"]
@@ -547,7 +550,7 @@ def _remove_abandoned(datasets_dir: Path) -> None:
 
 def import_dataset(settings: Any, store: Any, ws: str, name: str,
                    source: Path | IO[bytes], features_doc: dict[str, Any], *,
-                   file_name: str) -> dict[str, Any]:
+                   file_name: str) -> DatasetRow:
     """A recording into a stored dataset: the route's and the CLI's one implementation.
     The dataset row is inserted only after its file is complete and in place."""
     from kairo_backend.core.util import new_id, now
@@ -567,7 +570,7 @@ def import_dataset(settings: Any, store: Any, ws: str, name: str,
                                   max_bytes=int(settings.max_dataset_mb * 1e6))
         partial.replace(final)
     try:
-        ds = {"id": ds_id, "workspace_id": ws, "name": name, "task": features_doc["task"],
+        ds: DatasetRow = {"id": ds_id, "workspace_id": ws, "name": name, "task": features_doc["task"],
               "samples": result.samples, "features": features_doc, "path": str(final),
               "size_bytes": final.stat().st_size, "created_at": now(),
               "source": result.source, "dropped": result.dropped}

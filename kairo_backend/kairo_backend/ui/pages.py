@@ -31,6 +31,7 @@ from kairo_backend.schemas.fleet import DeploymentCreate
 from kairo_backend.schemas.models import ExportRequest, PromoteRequest, model_public
 from kairo_backend.schemas.runs import run_public
 from kairo_backend.store import Store
+from kairo_backend.store.rows import ModelRow, RunSummary, as_row
 from kairo_backend.ui import auth, fleet_view
 from kairo_backend.ui.auth import Refused, SignInRequired, UiSession, checked_form, field
 from kairo_backend.ui.curves import epochs_after
@@ -119,18 +120,18 @@ SUMMARY_COLUMNS = ("id, model_id, version, status, created_at, metrics, artifact
                    " sha256, artifact_error")
 
 
-def run_summaries(store: Store, ws: str) -> dict[str, list[dict[str, Any]]]:
+def run_summaries(store: Store, ws: str) -> dict[str, list[RunSummary]]:
     """Store.runs_for_models with only the columns model_public reads: the models page
     decodes no run's config or progress (a third of the time with 1,000 runs)."""
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[RunSummary]] = {}
     for row in store.conn.execute(f"SELECT {SUMMARY_COLUMNS} FROM runs WHERE workspace_id=?"
                                   " ORDER BY seq", (ws,)).fetchall():
-        run = dict(row)
+        run = as_row(RunSummary, row)
         shown = store.unrecorded.get(run["id"])  # an outcome not written yet (a full disk)
-        if shown is not None and run["status"] in ACTIVE:
-            run.update((k, v) for k, v in shown.items() if k in run)
-        if isinstance(run["metrics"], str):
-            run["metrics"] = json.loads(run["metrics"])
+        if shown is not None and run["status"] in ACTIVE and "status" in shown:
+            run["status"] = shown["status"]  # of its columns, the only one summarised
+        if isinstance(row["metrics"], str):
+            run["metrics"] = json.loads(row["metrics"])
         out.setdefault(run["model_id"], []).append(run)
     return out
 
@@ -352,7 +353,7 @@ async def export(model_id: str, request: Request) -> Response:
 
 
 # deployments ---------------------------------------------------------------------------
-def _deploy_form(request: Request, session: UiSession, model: dict[str, Any], version: str,
+def _deploy_form(request: Request, session: UiSession, model: ModelRow, version: str,
                  mode: str, error: str | None = None, status: int = 200) -> Response:
     what = "shadow" if mode == "shadow" else "canary"
     return page("deploy.html", status, session=session, nav="models",
