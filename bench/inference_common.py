@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from kairo_interfaces.msg import Prediction
 from kairo_ros.testing.backend import Backend
 from kairo_ros.testing.graph import SpinningNode, wait_until
 from kairo_ros.testing.processes import ChildProcess, ProcessGroup, claim_domain_id, isolated_ros_env
@@ -140,3 +141,18 @@ class Loop:
         elapsed = time.perf_counter() - started
         received = self.answered - start_answered
         return received / elapsed, count - received
+
+
+class NodeLatency:
+    """The node's own latency (input received -> published, Prediction.latency) of every answer on a topic."""
+
+    def __init__(self, ros: SpinningNode, topic: str) -> None:
+        self.samples_s: list[float] = []
+        ros.node.create_subscription(Prediction, topic, self._on_prediction, QOS)
+
+    def _on_prediction(self, msg: Prediction) -> None:
+        self.samples_s.append(msg.latency.sec + msg.latency.nanosec * 1e-9)
+
+    def take(self) -> list[float]:
+        taken, self.samples_s = self.samples_s, []
+        return taken

@@ -38,8 +38,8 @@ import time
 
 import rclpy
 from geometry_msgs.msg import PointStamped
-from inference_common import GROUP, QOS, WORK, BenchBackend, Loop, cpu_seconds, percentiles, start
-from inference_latency import NodeLatency, joint_state
+from inference_common import GROUP, QOS, WORK, BenchBackend, Loop, NodeLatency, cpu_seconds, percentiles, start
+from inference_latency import joint_state
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 

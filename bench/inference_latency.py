@@ -37,7 +37,7 @@ import sys
 import numpy as np
 import onnxruntime as ort
 from geometry_msgs.msg import PointStamped
-from inference_common import GROUP, BenchBackend, Loop, cpu_seconds, percentiles, start, timed
+from inference_common import GROUP, BenchBackend, Loop, NodeLatency, cpu_seconds, percentiles, start, timed
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
@@ -56,20 +56,6 @@ def joint_state(index: int) -> JointState:
     msg.header.stamp.sec = index
     return msg
 
-
-class NodeLatency:
-    """The node's own latency (input received -> published, Prediction.latency) of every answer on a topic."""
-
-    def __init__(self, ros: SpinningNode, topic: str) -> None:
-        self.samples_s: list[float] = []
-        ros.node.create_subscription(Prediction, topic, self._on_prediction, QOS)
-
-    def _on_prediction(self, msg: Prediction) -> None:
-        self.samples_s.append(msg.latency.sec + msg.latency.nanosec * 1e-9)
-
-    def take(self) -> list[float]:
-        taken, self.samples_s = self.samples_s, []
-        return taken
 
 
 def measure(echo: Loop, served: Loop, unguarded: Loop | None, args: argparse.Namespace,

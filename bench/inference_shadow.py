@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 from geometry_msgs.msg import PointStamped
-from inference_common import GROUP, QOS, BenchBackend, Loop, cpu_seconds, percentiles, start
+from inference_common import GROUP, QOS, BenchBackend, Loop, NodeLatency, cpu_seconds, percentiles, start
 from sensor_msgs.msg import JointState
 
 from kairo_interfaces.msg import Prediction, ShadowReport
@@ -50,20 +50,6 @@ def start_robot(backend: BenchBackend, model_id: str, path: str) -> object:
         f'topic_remaps:=["joint_positions:=/{path}/joint_states", "target:=/{path}/target_point", '
         f'"joint_commands:=/{path}/commands"]', "--log-level", "warn"], env={"KAIRO_API_KEY": backend.key})
 
-
-class NodeLatency:
-    """Prediction.latency (received -> published) of every answer on a topic."""
-
-    def __init__(self, ros: SpinningNode, topic: str) -> None:
-        self.samples_s: list[float] = []
-        ros.node.create_subscription(Prediction, topic, self._on_prediction, QOS)
-
-    def _on_prediction(self, msg: Prediction) -> None:
-        self.samples_s.append(msg.latency.sec + msg.latency.nanosec * 1e-9)
-
-    def take(self) -> list[float]:
-        taken, self.samples_s = self.samples_s, []
-        return taken
 
 
 def measure(loops: dict[str, Loop], own: dict[str, NodeLatency], pids: dict[str, int], reports: list[ShadowReport],
