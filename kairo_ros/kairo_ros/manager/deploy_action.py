@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
@@ -49,6 +48,7 @@ from kairo_ros.api import (
     KairoServerError,
 )
 from kairo_ros.manager.backend import BackendLink
+from kairo_ros.manager.goal_action import GoalSlotAction, ManagerStopping
 from kairo_ros.manager.params import ManagerParams
 
 _TRANSIENT = (KairoConnectionError, KairoServerError, KairoRateLimitedError)
@@ -56,10 +56,6 @@ _VERSION = re.compile(r"^v[1-9][0-9]*$")
 _REACHED = ("serving", "shadowing")
 # (event, model_id, version, robot_id, task, robots)
 FleetEventSink = Callable[[str, str, str, str, str, Sequence[str]], None]
-
-
-class _Stopping(Exception):
-    """The manager is shutting down while a goal runs."""
 
 
 @dataclass
@@ -139,54 +135,31 @@ class DeploymentWatcher:
             self._check_widened(deployment_id, entry)
 
 
-class DeployAction:
+class DeployAction(GoalSlotAction[DeployModel.Result]):
+    kind = "deploy"
+    action_type = DeployModel
+
     def __init__(self, node: Node, backend: BackendLink, params: ManagerParams, group: CallbackGroup,
                  goal_slots: threading.BoundedSemaphore, stopping: threading.Event,
                  watcher: DeploymentWatcher) -> None:
-        self._log = node.get_logger()
-        self._backend = backend
-        self._params = params
-        self._slots = goal_slots
-        self._stopping = stopping
         self._watcher = watcher
-        self._server = ActionServer(node, DeployModel, "deploy", execute_callback=self._execute,
-                                    goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-                                    callback_group=group)
+        super().__init__(node, backend, params, group, goal_slots, stopping)
 
-    def destroy(self) -> None:
-        self._server.destroy()
+    def _failed_result(self, message: str) -> DeployModel.Result:
+        return DeployModel.Result(success=False, reason=message)
 
-    def _on_goal(self, _goal: DeployModel.Goal) -> GoalResponse:
-        if self._stopping.is_set() or not self._slots.acquire(blocking=False):
-            self._log.warning("deploy goal rejected: too many goals running at once; retry when one ends")
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
-    def _on_cancel(self, _handle: ServerGoalHandle) -> CancelResponse:
-        return CancelResponse.ACCEPT
-
-    def _execute(self, handle: ServerGoalHandle) -> DeployModel.Result:
-        try:
-            return self._deploy(handle)
-        except Exception as exc:  # noqa: BLE001 - last guard: the node lives and the goal still ends
-            self._log.error(f"deploy goal failed unexpectedly: {type(exc).__name__}: {exc}")
-            return self._end(handle, "abort", DeployModel.Result(success=False,
-                                                                   reason=f"internal error in kairo_manager: {exc}"))
-        finally:
-            self._slots.release()
-
-    def _deploy(self, handle: ServerGoalHandle) -> DeployModel.Result:
+    def _run(self, handle: ServerGoalHandle) -> DeployModel.Result:
         goal = handle.request
         model_id = goal.model_id.strip()
         request, problem = request_from_goal(goal)
         if request is None:
             self._log.warning(f"deploy goal aborted: {problem}")
-            return self._end(handle, "abort", DeployModel.Result(success=False, reason=problem))
+            return self._end(handle, "abort", self._failed_result(problem))
         try:
             deployment = self._backend.call(lambda api: api.create_deployment(model_id, request))
         except KairoError as exc:
             self._log.warning(f"deployment refused: {exc}")
-            return self._end(handle, "abort", DeployModel.Result(success=False, reason=str(exc)))
+            return self._end(handle, "abort", self._failed_result(str(exc)))
         self._log.info(f"deployment {deployment.id}: {model_id} {deployment.version} ({deployment.mode}) to "
                        f"{', '.join(deployment.robots) or 'no robot'}")
         try:
@@ -198,7 +171,7 @@ class DeployAction:
             return self._end(handle, "succeed", deploy_result(deployment, True))
         try:
             return self._follow(handle, deployment)
-        except _Stopping:
+        except ManagerStopping:
             return self._end(handle, "abort", deploy_result(
                 deployment, False, f"kairo_manager stopped while following {deployment.id}; the deployment "
                                    f"goes on on the backend"))
@@ -239,19 +212,6 @@ class DeployAction:
             return api.rollback_deployment(model_id, deployment_id)
         except KairoConflictError:  # it ended before the cancel arrived: report how
             return api.get_deployment(model_id, deployment_id)
-
-    def _pause(self, handle: ServerGoalHandle) -> None:
-        deadline = time.monotonic() + self._params.poll_period_s
-        while time.monotonic() < deadline and not handle.is_cancel_requested:
-            if self._stopping.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
-                raise _Stopping()
-        if self._stopping.is_set():
-            raise _Stopping()
-
-    def _end(self, handle: ServerGoalHandle, how: str, result: DeployModel.Result) -> DeployModel.Result:
-        if handle.is_active:
-            getattr(handle, how)()
-        return result
 
 
 def request_from_goal(goal: DeployModel.Goal) -> tuple[DeploymentRequest | None, str]:

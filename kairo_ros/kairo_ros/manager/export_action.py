@@ -14,19 +14,14 @@ import pathlib
 import re
 import shutil
 import tempfile
-import threading
 import time
 
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
-from rclpy.callback_groups import CallbackGroup
-from rclpy.node import Node
 
 from kairo_interfaces.action import ExportModel
 from kairo_ros.api import EXPORT_FORMATS, DownloadResult, ExportLink, KairoApiClient, KairoError, display_url
-from kairo_ros.manager.backend import BackendLink
+from kairo_ros.manager.goal_action import GoalSlotAction
 from kairo_ros.manager.package_archive import extract_package
-from kairo_ros.manager.params import ManagerParams
 
 _FEEDBACK_PERIOD_S = 0.1  # download progress is throttled to about 10 messages a second
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
@@ -36,37 +31,14 @@ class _Cancelled(Exception):
     """Raised from the progress callback to stop a download when the goal is cancelled."""
 
 
-class ExportAction:
-    def __init__(self, node: Node, backend: BackendLink, params: ManagerParams, group: CallbackGroup,
-                 goal_slots: threading.BoundedSemaphore, stopping: threading.Event) -> None:
-        self._log = node.get_logger()
-        self._backend = backend
-        self._params = params
-        self._slots = goal_slots
-        self._stopping = stopping
-        self._server = ActionServer(node, ExportModel, "export", execute_callback=self._execute,
-                                    goal_callback=self._on_goal, cancel_callback=lambda _h: CancelResponse.ACCEPT,
-                                    callback_group=group)
+class ExportAction(GoalSlotAction[ExportModel.Result]):
+    kind = "export"
+    action_type = ExportModel
 
-    def destroy(self) -> None:
-        self._server.destroy()
+    def _failed_result(self, message: str) -> ExportModel.Result:
+        return ExportModel.Result(message=message)
 
-    def _on_goal(self, _goal: ExportModel.Goal) -> GoalResponse:
-        if self._stopping.is_set() or not self._slots.acquire(blocking=False):
-            self._log.warning("export goal rejected: too many goals running at once; retry when one ends")
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
-    def _execute(self, handle: ServerGoalHandle) -> ExportModel.Result:
-        try:
-            return self._export(handle)
-        except Exception as exc:  # noqa: BLE001 - last guard: the node lives and the goal still ends
-            self._log.error(f"export goal failed unexpectedly: {type(exc).__name__}: {exc}")
-            return self._end(handle, "abort", ExportModel.Result(message=f"internal error in kairo_manager: {exc}"))
-        finally:
-            self._slots.release()
-
-    def _export(self, handle: ServerGoalHandle) -> ExportModel.Result:
+    def _run(self, handle: ServerGoalHandle) -> ExportModel.Result:
         goal: ExportModel.Goal = handle.request
         model_id, version, fmt = goal.model_id.strip(), goal.version.strip(), goal.format.strip() or "onnx"
         output_dir = pathlib.Path(goal.output_dir.strip()).expanduser() if goal.output_dir.strip() \
@@ -134,12 +106,6 @@ class ExportAction:
             return DownloadResult(package, fetched.sha256, fetched.size_bytes)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-
-    @staticmethod
-    def _end(handle: ServerGoalHandle, how: str, result: ExportModel.Result) -> ExportModel.Result:
-        if handle.is_active:
-            getattr(handle, how)()
-        return result
 
 
 def _stated_sha256(api: KairoApiClient, model_id: str, link: ExportLink, version: str) -> str:

@@ -36,7 +36,6 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import CallbackGroup
 from rclpy.executors import SingleThreadedExecutor
@@ -65,6 +64,7 @@ from kairo_ros.api import KairoError
 from kairo_ros.inference.errors import ConfigError, WiringError
 from kairo_ros.inference.wiring import import_message_type, parse_topic_remaps
 from kairo_ros.manager.backend import BackendLink
+from kairo_ros.manager.goal_action import GoalSlotAction
 from kairo_ros.manager.params import ManagerParams
 
 DEFAULT_RECORD_DIR = "~/.kairo/recordings"
@@ -108,51 +108,31 @@ class _Progress:
         return time.monotonic() - self.started
 
 
-class RecordAction:
+class RecordAction(GoalSlotAction[RecordDataset.Result]):
+    kind = "record"
+    action_type = RecordDataset
+
     def __init__(self, node: Node, backend: BackendLink, params: ManagerParams, group: CallbackGroup,
                  goal_slots: threading.BoundedSemaphore, stopping: threading.Event) -> None:
         self._node = node
-        self._log = node.get_logger()
-        self._backend = backend
-        self._params = params
-        self._slots = goal_slots
-        self._stopping = stopping
-        self._server = ActionServer(node, RecordDataset, "record", execute_callback=self._execute,
-                                    goal_callback=self._on_goal, cancel_callback=lambda _h: CancelResponse.ACCEPT,
-                                    callback_group=group)
+        super().__init__(node, backend, params, group, goal_slots, stopping)
 
-    def destroy(self) -> None:
-        self._server.destroy()
+    def _failed_result(self, message: str) -> RecordDataset.Result:
+        return RecordDataset.Result(success=False, message=message)
 
-    def _on_goal(self, _goal: RecordDataset.Goal) -> GoalResponse:
-        if self._stopping.is_set() or not self._slots.acquire(blocking=False):
-            self._log.warning("record goal rejected: too many goals running at once; retry when one ends")
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
-    def _execute(self, handle: ServerGoalHandle) -> RecordDataset.Result:
-        try:
-            return self._record(handle)
-        except Exception as exc:  # noqa: BLE001 - last guard: the node lives and the goal still ends
-            self._log.error(f"record goal failed unexpectedly: {type(exc).__name__}: {exc}")
-            return _end(handle, "abort", RecordDataset.Result(success=False,
-                                                              message=f"internal error in kairo_manager: {exc}"))
-        finally:
-            self._slots.release()
-
-    def _record(self, handle: ServerGoalHandle) -> RecordDataset.Result:
+    def _run(self, handle: ServerGoalHandle) -> RecordDataset.Result:
         try:
             plan = make_plan(handle.request)
         except RecordError as exc:
             self._log.warning(f"record goal aborted: {exc}")
-            return _end(handle, "abort", RecordDataset.Result(success=False, message=str(exc)))
+            return self._end(handle, "abort", self._failed_result(str(exc)))
         self._log.info(f"recording {', '.join(t.topic for t in plan.topics)} into {plan.bag_path}")
         recording = _Recording(self._node, plan)
         try:
             recording.open()
         except RecordError as exc:
             self._log.warning(f"record goal aborted: {exc}")
-            return _end(handle, "abort", RecordDataset.Result(success=False, message=str(exc)))
+            return self._end(handle, "abort", self._failed_result(str(exc)))
         why = "failed"
         try:
             why = recording.run(handle, self._stopping)
@@ -161,7 +141,7 @@ class RecordAction:
         result = recording.result()
         if closed:
             result.success, result.message = False, f"the bag could not be closed: {closed}"
-            return _end(handle, "abort", result)
+            return self._end(handle, "abort", result)
         ended = {"duration": f"{plan.duration_s:g} s recorded", "samples": f"{plan.max_samples} samples aligned",
                  "cancelled": "cancelled", "stopping": "kairo_manager is stopping"}.get(why, why)
         summary = (f"{ended}: {result.samples} samples, {sum(result.message_counts)} messages in "
@@ -169,7 +149,7 @@ class RecordAction:
         if why == "stopping" or why.startswith("failed"):
             result.success, result.message = False, f"{summary} (closed and kept)"
             self._log.warning(result.message)
-            return _end(handle, "abort", result)
+            return self._end(handle, "abort", result)
         result.success, result.message = True, summary
         self._log.info(summary)
         if why == "cancelled":
@@ -177,8 +157,8 @@ class RecordAction:
         if handle.request.upload:
             self._upload(handle, plan, result)
         if not result.success:
-            return _end(handle, "abort", result)
-        return _end(handle, "canceled" if why == "cancelled" else "succeed", result)
+            return self._end(handle, "abort", result)
+        return self._end(handle, "canceled" if why == "cancelled" else "succeed", result)
 
     def _upload(self, handle: ServerGoalHandle, plan: RecordPlan, result: RecordDataset.Result) -> None:
         """POST the bag's MCAP file with its features document as a dataset; the result says how it went."""
@@ -490,10 +470,3 @@ def _nested_types(node: Any) -> list[str]:
     if isinstance(node, tuple | list):
         return [name for item in node for name in _nested_types(item)]
     return []
-
-
-def _end(handle: ServerGoalHandle, how: str, result: RecordDataset.Result) -> RecordDataset.Result:
-    """Reach the one terminal state `how` (succeed | canceled | abort), if the goal is still active."""
-    if handle.is_active:
-        getattr(handle, how)()
-    return result

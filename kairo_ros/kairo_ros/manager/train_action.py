@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
@@ -40,6 +39,7 @@ from kairo_ros.api import (
 )
 from kairo_ros.manager.backend import BackendLink
 from kairo_ros.manager.conversions import config_from_msg, train_feedback, train_result
+from kairo_ros.manager.goal_action import GoalSlotAction, ManagerStopping
 from kairo_ros.manager.params import ManagerParams
 
 # Failures that may pass by themselves: keep polling through them.
@@ -47,56 +47,28 @@ _TRANSIENT = (KairoConnectionError, KairoServerError, KairoRateLimitedError)
 EventSink = Callable[[str, str, str, str, str], None]
 
 
-class _Stopping(Exception):
-    """The manager is shutting down while a goal runs."""
+class TrainAction(GoalSlotAction[TrainModel.Result]):
+    kind = "train"
+    action_type = TrainModel
 
-
-class TrainAction:
     def __init__(self, node: Node, backend: BackendLink, params: ManagerParams, group: CallbackGroup,
                  goal_slots: threading.BoundedSemaphore, stopping: threading.Event, publish_event: EventSink) -> None:
-        self._log = node.get_logger()
-        self._backend = backend
-        self._params = params
-        self._slots = goal_slots
-        self._stopping = stopping
         self._publish_event = publish_event
-        self._server = ActionServer(node, TrainModel, "train", execute_callback=self._execute,
-                                    goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-                                    callback_group=group)
+        super().__init__(node, backend, params, group, goal_slots, stopping)
 
-    def destroy(self) -> None:
-        self._server.destroy()
+    def _failed_result(self, message: str) -> TrainModel.Result:
+        return TrainModel.Result(status=RUN_FAILED, message=message)
 
-    # --- goal lifecycle ----------------------------------------------------------------
-    def _on_goal(self, _goal: TrainModel.Goal) -> GoalResponse:
-        if self._stopping.is_set() or not self._slots.acquire(blocking=False):
-            self._log.warning("train goal rejected: too many goals running at once; retry when one ends")
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
-
-    def _on_cancel(self, _handle: ServerGoalHandle) -> CancelResponse:
-        return CancelResponse.ACCEPT
-
-    def _execute(self, handle: ServerGoalHandle) -> TrainModel.Result:
-        try:
-            return self._follow(handle)
-        except Exception as exc:  # noqa: BLE001 - last guard: the node lives and the goal still ends
-            self._log.error(f"train goal failed unexpectedly: {type(exc).__name__}: {exc}")
-            return self._end(handle, "abort", TrainModel.Result(status=RUN_FAILED,
-                                                                  message=f"internal error in kairo_manager: {exc}"))
-        finally:
-            self._slots.release()
-
-    def _follow(self, handle: ServerGoalHandle) -> TrainModel.Result:
+    def _run(self, handle: ServerGoalHandle) -> TrainModel.Result:
         request, problem = self._request_from(handle.request)
         if request is None:
             self._log.warning(f"train goal aborted: {problem}")
-            return self._end(handle, "abort", TrainModel.Result(status=RUN_FAILED, message=problem))
+            return self._end(handle, "abort", self._failed_result(problem))
         try:
             accepted = self._backend.call(lambda api: api.train(request))
         except KairoError as exc:
             self._log.warning(f"train request refused: {exc}")
-            return self._end(handle, "abort", TrainModel.Result(status=RUN_FAILED, message=str(exc)))
+            return self._end(handle, "abort", self._failed_result(str(exc)))
         self._log.info(f"run {accepted.run_id} of model {accepted.model_id} queued "
                        f"(position {accepted.position_in_queue}) on dataset {request.dataset_id}")
         run = Run(run_id=accepted.run_id, model_id=accepted.model_id, status=accepted.status,
@@ -104,7 +76,7 @@ class TrainAction:
         handle.publish_feedback(train_feedback(run))
         try:
             return self._poll_until_finished(handle, run, request)
-        except _Stopping:
+        except ManagerStopping:
             message = (f"kairo_manager stopped while following run {run.run_id}; the run goes on "
                        f"on the backend (get_run {run.model_id} {run.run_id})")
             return self._end(handle, "abort", train_result(run, message))
@@ -173,18 +145,3 @@ class TrainAction:
             return None, "config.learning_rate must be positive (or 0 for the backend's default)"
         return TrainRequest(dataset_id=dataset_id, robot_id=robot_id, task=task, name=goal.name.strip(),
                             architecture=goal.architecture.strip(), config=config_from_msg(goal.config)), ""
-
-    def _pause(self, handle: ServerGoalHandle) -> None:
-        """Wait one poll period; return early on cancel, raise _Stopping on shutdown."""
-        deadline = time.monotonic() + self._params.poll_period_s
-        while time.monotonic() < deadline and not handle.is_cancel_requested:
-            if self._stopping.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
-                raise _Stopping()
-        if self._stopping.is_set():
-            raise _Stopping()
-
-    def _end(self, handle: ServerGoalHandle, how: str, result: TrainModel.Result) -> TrainModel.Result:
-        """Reach the one terminal state `how` (succeed | canceled | abort), if the goal is still active."""
-        if handle.is_active:
-            getattr(handle, how)()
-        return result
