@@ -24,7 +24,6 @@ import time
 
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
-from rclpy.action import ActionClient
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
@@ -69,7 +68,7 @@ def main() -> int:
             ros.node.create_subscription(JointState, "/joint_states", on_joints,
                                          QoSProfile(history=HistoryPolicy.KEEP_ALL,
                                                     reliability=ReliabilityPolicy.RELIABLE))
-            client = ActionClient(ros.node, RecordDataset, "/kairo/record")
+            client = ros.action_client(RecordDataset, "/kairo/record")
             ros.wait_for_action_server(client, 60, "record")
             wait_until(lambda: bool(ros.node.get_publishers_info_by_topic("/arm_controller/commands")), 60,
                        "the expert")

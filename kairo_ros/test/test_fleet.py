@@ -149,7 +149,7 @@ def fleet(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                      for robot in ROBOTS}
             kairo = KairoCommander(ros)
             fleet = Fleet(backend, ros, kairo, api, v1, v2, nodes, manager,
-                          ActionClient(ros.node, DeployModel, "/kairo/deploy"),
+                          ros.action_client(DeployModel, "/kairo/deploy"),
                           ros.node.create_client(ListRobots, "/kairo/list_robots"))
             for robot in ROBOTS:
                 fleet.predictions[robot] = Collector(ros, Prediction, f"{inference_node(robot)}/prediction")

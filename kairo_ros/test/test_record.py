@@ -68,7 +68,7 @@ def arm(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Any:
             manager = start_manager(group, ros, backend.url, backend.key, root, f"robot_id:={ROBOT}")
             group.start("kairo_sim_arm", ["kairo_sim_arm", "--ros-args", "-p", "rate_hz:=50.0"])
             expert = group.start("kairo_arm_expert", [sys.executable, "-m", "kairo_ros.demo.expert"])
-            client = ActionClient(ros.node, RecordDataset, "/kairo/record")
+            client = ros.action_client(RecordDataset, "/kairo/record")
             ros.wait_for_action_server(client, 30, "record")
             arm = Arm(ros, client, manager, expert, group, root)
             # Ready once the manager's graph has matched every publisher: a short recording sees all topics.
@@ -280,7 +280,7 @@ def test_a_manager_stopped_mid_recording_closes_the_bag(arm, tmp_path) -> None: 
     second = arm.group.start("kairo_manager_2", ["kairo_manager", "--ros-args", "-r", "__ns:=/second"],
                              env={"ROS_LOG_DIR": str(tmp_path / "roslog")})
     with SpinningNode("kairo_record_test_second", domain_id=DOMAIN_ID) as ros:
-        client = ActionClient(ros.node, RecordDataset, "/second/record")
+        client = ros.action_client(RecordDataset, "/second/record")
         ros.wait_for_action_server(client, 30, "/second/record")
         feedback: list[RecordDataset.Feedback] = []
         goal = RecordDataset.Goal(task="manipulation", output_dir=str(tmp_path / "bags"))
@@ -330,7 +330,7 @@ def test_recorded_demonstrations_train_a_model_that_drives_the_arm(arm, backend,
     # 2. the demo's v2, from the built-in dataset, then a model from the recording: same model, v1 and v2
     builtin = backend.cli("datasets", "create-demo", "manipulation", "--workspace", "test", "--samples", "8000")
     kairo = KairoCommander(arm.ros)
-    train = ActionClient(arm.ros.node, TrainModel, "/kairo/train")
+    train = arm.ros.action_client(TrainModel, "/kairo/train")
     kairo.wait_until_ready(30)
     for label, dataset_id in (("built-in", builtin), ("recorded", result.dataset_id)):
         goal = TrainModel.Goal(dataset_id=dataset_id, task="manipulation")

@@ -4,7 +4,6 @@ import os
 import time
 
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
 
 from conftest import python_node
 from kairo_interfaces.action import TrainModel
@@ -21,7 +20,7 @@ def start_server(processes, ros):  # type: ignore[no-untyped-def]
 
 def test_train_goal_feedback_result(processes, ros) -> None:  # type: ignore[no-untyped-def]
     server = start_server(processes, ros)
-    client = ActionClient(ros.node, TrainModel, "/kairo/train")
+    client = ros.action_client(TrainModel, "/kairo/train")
     ros.wait_for_action_server(client, 20, "/kairo/train")
     feedback: list[TrainModel.Feedback] = []
     goal = TrainModel.Goal(dataset_id="ds_transport", task="manipulation")
@@ -40,7 +39,7 @@ def test_train_goal_feedback_result(processes, ros) -> None:  # type: ignore[no-
 
 def test_rejected_goal_and_cancel(processes, ros) -> None:  # type: ignore[no-untyped-def]
     start_server(processes, ros)
-    client = ActionClient(ros.node, TrainModel, "/kairo/train")
+    client = ros.action_client(TrainModel, "/kairo/train")
     ros.wait_for_action_server(client, 20, "/kairo/train")
     rejected = wait_future(client.send_goal_async(TrainModel.Goal()), 10, "send empty goal")
     assert not rejected.accepted

@@ -96,8 +96,8 @@ class KairoCommander:
         self.call_timeout_s = call_timeout_s
         ns = namespace.rstrip("/")
         n = self.ros.node
-        self._train = ActionClient(n, TrainModel, f"{ns}/train")
-        self._export = ActionClient(n, ExportModel, f"{ns}/export")
+        self._train = self.ros.action_client(TrainModel, f"{ns}/train")
+        self._export = self.ros.action_client(ExportModel, f"{ns}/export")
         self._clients = {name: n.create_client(srv, f"{ns}/{name}") for name, srv in (
             ("promote", PromoteModel), ("list_models", ListModels), ("get_model", GetModel),
             ("list_runs", ListRuns), ("get_run", GetRun), ("delete_model", DeleteModel))}

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import rclpy
+from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
@@ -112,6 +113,17 @@ class SpinningNode:
         caller waits forever.
         """
         return wait_future(self.executor.create_task(work), timeout_s, what)  # type: ignore[no-any-return]
+
+    def action_client(self, action_type: Any, name: str, timeout_s: float = 10.0) -> ActionClient:
+        """An ActionClient made on the spinning thread.
+
+        Made from another thread, it races with the executor: rclpy's
+        ActionClient adds itself to the node before it has its lock, and an
+        executor that lists the node's waitables then dies with an
+        AttributeError, leaving every later future unanswered.
+        """
+        return self.on_executor(lambda: ActionClient(self.node, action_type, name), timeout_s,
+                                f"make an action client for {name}")
 
     def call(self, client: Any, request: Any, timeout_s: float) -> Any:
         """One service call with a deadline on both discovery and answer."""
