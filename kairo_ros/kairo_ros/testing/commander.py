@@ -66,14 +66,17 @@ class GoalRejected(RuntimeError):
 class RunningGoal(Generic[R]):
     """A goal sent and accepted: wait for its result, or cancel it."""
 
-    def __init__(self, handle: ClientGoalHandle, what: str) -> None:
+    def __init__(self, ros: SpinningNode, handle: ClientGoalHandle, what: str) -> None:
+        self._ros = ros
         self._handle = handle
         self._what = what
-        self._result_future = handle.get_result_async()
+        # Action calls go through the spinning thread (SpinningNode.on_executor says why).
+        self._result_future = ros.on_executor(handle.get_result_async, 10.0, f"ask for the result of {what}")
 
     def cancel(self, timeout_s: float = 10.0) -> bool:
         """Ask for cancellation; True when the manager accepted the request."""
-        answer = wait_future(self._handle.cancel_goal_async(), timeout_s, f"cancel {self._what}")
+        sent = self._ros.on_executor(self._handle.cancel_goal_async, timeout_s, f"cancel {self._what}")
+        answer = wait_future(sent, timeout_s, f"cancel {self._what}")
         return len(answer.goals_canceling) > 0
 
     def done(self) -> bool:
@@ -161,10 +164,12 @@ class KairoCommander:
         timeout = self.call_timeout_s if timeout_s is None else timeout_s
         self.ros.wait_for_action_server(client, timeout, what)
         callback = (lambda message: on_feedback(message.feedback)) if on_feedback is not None else None
-        handle = wait_future(client.send_goal_async(goal, feedback_callback=callback), timeout, f"send {what} goal")
+        sent = self.ros.on_executor(lambda: client.send_goal_async(goal, feedback_callback=callback), timeout,
+                                    f"send {what} goal")
+        handle = wait_future(sent, timeout, f"send {what} goal")
         if not handle.accepted:
             raise GoalRejected(f"kairo_manager rejected the {what} goal; see its log")
-        return RunningGoal(handle, what)
+        return RunningGoal(self.ros, handle, what)
 
     # --- services ----------------------------------------------------------------------
     def promote(self, model_id: str, version: str) -> PromoteModel.Response:
