@@ -28,7 +28,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
 from kairo_interfaces.action import RecordDataset
-from kairo_ros.testing.graph import SpinningNode, wait_future, wait_until
+from kairo_ros.testing.commander import RunningGoal, send_goal
+from kairo_ros.testing.graph import SpinningNode, wait_until
 from kairo_ros.testing.processes import ProcessGroup, claim_domain_id, isolated_ros_env
 
 
@@ -76,8 +77,8 @@ def main() -> int:
                 seconds = 2.0 if round_index < 0 else args.seconds
                 goal = RecordDataset.Goal(task="manipulation", duration_s=seconds, output_dir=str(root / "bags"))
                 cpu_before = cpu_s(manager.popen.pid)
-                handle = wait_future(client.send_goal_async(goal), 30, "send goal")
-                result = wait_future(handle.get_result_async(), seconds + 60, "record").result
+                handle = send_goal(ros, client, goal, "record", timeout_s=30)
+                result = RunningGoal[RecordDataset.Result](ros, handle, "record").result(seconds + 60).result
                 cpu = cpu_s(manager.popen.pid) - cpu_before
                 if not result.success:
                     raise RuntimeError(result.message)

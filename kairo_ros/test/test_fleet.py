@@ -32,8 +32,8 @@ from kairo_interfaces.action import DeployModel
 from kairo_interfaces.msg import ModelEvent, Prediction, ShadowReport
 from kairo_interfaces.srv import ListRobots
 from kairo_ros.api import KairoApiClient
-from kairo_ros.testing.commander import ActionOutcome, KairoCommander, RunningGoal
-from kairo_ros.testing.graph import SpinningNode, wait_future, wait_until
+from kairo_ros.testing.commander import ActionOutcome, KairoCommander, RunningGoal, send_goal
+from kairo_ros.testing.graph import SpinningNode, wait_until
 from kairo_ros.testing.processes import ChildProcess, ProcessGroup
 
 ROBOTS = ("rob_1", "rob_2", "rob_3")
@@ -105,10 +105,10 @@ class Fleet:
     def send_deploy(self, goal: DeployModel.Goal, feedback: list[DeployModel.Feedback] | None = None
                     ) -> RunningGoal[DeployModel.Result]:
         self.ros.wait_for_action_server(self.deploy, 30, "deploy")
-        callback = (lambda message: feedback.append(message.feedback)) if feedback is not None else None
-        handle = wait_future(self.deploy.send_goal_async(goal, feedback_callback=callback), 20, "send deploy goal")
+        handle = send_goal(self.ros, self.deploy, goal, "deploy", feedback.append if feedback is not None else None,
+                           20)
         assert handle.accepted
-        return RunningGoal(handle, "deploy")
+        return RunningGoal(self.ros, handle, "deploy")
 
     def robots_over_ros(self) -> dict[str, Any]:
         self.ros.wait_for_service(self.list_robots, 30)

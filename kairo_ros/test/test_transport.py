@@ -8,7 +8,7 @@ from action_msgs.msg import GoalStatus
 from conftest import python_node
 from kairo_interfaces.action import TrainModel
 from kairo_interfaces.srv import PromoteModel
-from kairo_ros.testing.graph import wait_future
+from kairo_ros.testing.commander import RunningGoal, send_goal
 
 
 def start_server(processes, ros):  # type: ignore[no-untyped-def]
@@ -25,10 +25,9 @@ def test_train_goal_feedback_result(processes, ros) -> None:  # type: ignore[no-
     feedback: list[TrainModel.Feedback] = []
     goal = TrainModel.Goal(dataset_id="ds_transport", task="manipulation")
     goal.config.epochs = 4
-    handle = wait_future(client.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)),
-                         10, "send goal")
+    handle = send_goal(ros, client, goal, "train", feedback.append)
     assert handle.accepted
-    outcome = wait_future(handle.get_result_async(), 20, "train result")
+    outcome = RunningGoal[TrainModel.Result](ros, handle, "train").result(20)
     assert outcome.status == GoalStatus.STATUS_SUCCEEDED
     assert outcome.result.status == "complete"
     assert outcome.result.metrics.epochs_run == 4
@@ -41,21 +40,20 @@ def test_rejected_goal_and_cancel(processes, ros) -> None:  # type: ignore[no-un
     start_server(processes, ros)
     client = ros.action_client(TrainModel, "/kairo/train")
     ros.wait_for_action_server(client, 20, "/kairo/train")
-    rejected = wait_future(client.send_goal_async(TrainModel.Goal()), 10, "send empty goal")
+    rejected = send_goal(ros, client, TrainModel.Goal(), "empty train")
     assert not rejected.accepted
 
     goal = TrainModel.Goal(dataset_id="ds_transport")
     goal.config.epochs = 200
     seen: list[int] = []
-    handle = wait_future(client.send_goal_async(goal, feedback_callback=lambda m: seen.append(m.feedback.epoch)),
-                         10, "send goal")
+    handle = send_goal(ros, client, goal, "train", lambda feedback: seen.append(feedback.epoch))
+    running = RunningGoal[TrainModel.Result](ros, handle, "train")
     deadline = time.monotonic() + 10
     while len(seen) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(seen) >= 2, "no feedback before cancelling"
-    cancel = wait_future(handle.cancel_goal_async(), 10, "cancel")
-    assert len(cancel.goals_canceling) == 1
-    outcome = wait_future(handle.get_result_async(), 10, "cancelled result")
+    assert running.cancel(10)
+    outcome = running.result(10)
     assert outcome.status == GoalStatus.STATUS_CANCELED
     assert outcome.result.status == "cancelled"
     assert max(seen) < 200

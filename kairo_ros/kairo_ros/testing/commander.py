@@ -63,6 +63,18 @@ class GoalRejected(RuntimeError):
     """The manager did not accept the goal (it runs as many goals as it can already)."""
 
 
+def send_goal(ros: SpinningNode, client: ActionClient, goal: Any, what: str,
+              on_feedback: Callable[[Any], None] | None = None, timeout_s: float = 10.0) -> ClientGoalHandle:
+    """Send `goal` through the spinning thread (SpinningNode.on_executor says why); its handle, accepted or not.
+
+    `on_feedback` gets each feedback message's `feedback` field.
+    """
+    callback = (lambda message: on_feedback(message.feedback)) if on_feedback is not None else None
+    sent = ros.on_executor(lambda: client.send_goal_async(goal, feedback_callback=callback), timeout_s,
+                           f"send {what} goal")
+    return wait_future(sent, timeout_s, f"send {what} goal")
+
+
 class RunningGoal(Generic[R]):
     """A goal sent and accepted: wait for its result, or cancel it."""
 
@@ -163,10 +175,7 @@ class KairoCommander:
               timeout_s: float | None) -> RunningGoal[Any]:
         timeout = self.call_timeout_s if timeout_s is None else timeout_s
         self.ros.wait_for_action_server(client, timeout, what)
-        callback = (lambda message: on_feedback(message.feedback)) if on_feedback is not None else None
-        sent = self.ros.on_executor(lambda: client.send_goal_async(goal, feedback_callback=callback), timeout,
-                                    f"send {what} goal")
-        handle = wait_future(sent, timeout, f"send {what} goal")
+        handle = send_goal(self.ros, client, goal, what, on_feedback, timeout)
         if not handle.accepted:
             raise GoalRejected(f"kairo_manager rejected the {what} goal; see its log")
         return RunningGoal(self.ros, handle, what)
