@@ -62,6 +62,19 @@ class BenchBackend(Backend):
         return path
 
 
+def model_file(given: pathlib.Path | None, task: str, samples: int, epochs: int = 2) -> pathlib.Path:
+    """The ONNX file to serve: `given` (a --model from an earlier run), else one the real backend trains
+    on its demo data, which is stopped once the file is downloaded (its CPU goes to the measurement)."""
+    if given is not None:
+        return given
+    backend = BenchBackend()
+    dataset = backend.cli("datasets", "create-demo", task, "--workspace", "bench", "--samples", str(samples))
+    model_id, version = backend.train(task, dataset, epochs=epochs)
+    path = backend.download(model_id, version)
+    backend.process.stop()
+    return path
+
+
 def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
     return GROUP.start(name, argv, env=env)
 

@@ -38,7 +38,7 @@ import time
 
 import rclpy
 from geometry_msgs.msg import PointStamped
-from inference_common import GROUP, QOS, WORK, BenchBackend, Loop, NodeLatency, cpu_seconds, percentiles, start
+from inference_common import GROUP, QOS, WORK, Loop, NodeLatency, cpu_seconds, model_file, percentiles, start
 from inference_latency import joint_state
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -307,15 +307,7 @@ def main() -> int:
         return 2
     assert args.n2 > args.n1 > 0, "--n2 must be above --n1, both positive"
     try:
-        if args.model is not None:
-            model = args.model
-        else:
-            backend = BenchBackend()
-            dataset = backend.cli("datasets", "create-demo", "manipulation", "--workspace", "bench",
-                                  "--samples", "500")
-            model_id, version = backend.train("manipulation", dataset)
-            model = backend.download(model_id, version)
-            backend.process.stop()  # not needed any more: keep the CPU for the measurement
+        model = model_file(args.model, "manipulation", 500)
         print(f"model {model} (manipulation MLP, its envelope from the training data)", flush=True)
         counts = count_data_path(model, args)
         print(f"instructions per message of the data path (callgrind, ({args.n2} - {args.n1} messages)):")

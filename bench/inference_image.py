@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
-from inference_common import GROUP, BenchBackend, Loop, percentiles, start, timed
+from inference_common import GROUP, Loop, model_file, percentiles, start, timed
 from sensor_msgs.msg import Image
 
 from kairo_features.schema import features_from_metadata
@@ -56,15 +56,7 @@ def main() -> int:
     parser.add_argument("--model", type=pathlib.Path, help="an object_detection model exported by the backend")
     args = parser.parse_args()
     try:
-        if args.model is not None:
-            path = args.model
-        else:
-            backend = BenchBackend()
-            dataset = backend.cli("datasets", "create-demo", "object_detection", "--workspace", "bench",
-                                  "--samples", "300")
-            model_id, version = backend.train("object_detection", dataset)
-            path = backend.download(model_id, version)
-            backend.process.stop()  # keep the CPU for the measurement
+        path = model_file(args.model, "object_detection", 300)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -37,7 +37,7 @@ import sys
 import numpy as np
 import onnxruntime as ort
 from geometry_msgs.msg import PointStamped
-from inference_common import GROUP, BenchBackend, Loop, NodeLatency, cpu_seconds, percentiles, start, timed
+from inference_common import GROUP, Loop, NodeLatency, cpu_seconds, model_file, percentiles, start, timed
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
@@ -132,16 +132,7 @@ def main() -> int:
                         help="both: also measure a node with the safety guard off, and print the ratios")
     args = parser.parse_args()
     try:
-        if args.model is not None:
-            path, model_id, version = args.model, args.model.stem, "(given)"
-        else:
-            backend = BenchBackend()
-            dataset = backend.cli("datasets", "create-demo", "manipulation", "--workspace", "bench",
-                                  "--samples", "500")
-            model_id, version = backend.train("manipulation", dataset)
-            path = backend.download(model_id, version)
-            backend.process.stop()  # not needed any more: keep the CPU for the measurement
-
+        path = model_file(args.model, "manipulation", 500)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -188,7 +179,7 @@ def main() -> int:
                 served.ping(10_000 + i)
                 if unguarded is not None:
                     unguarded.ping(10_000 + i)
-            print(f"model {path} ({model_id} {version}, manipulation MLP), echo executor {args.echo}, "
+            print(f"model {path} (manipulation MLP), echo executor {args.echo}, "
                   f"{args.pings} round trips, flood {args.flood} msgs window {args.window}")
             print(f"raw onnxruntime run          p50 {ort_p50:8.1f} us   p99 {ort_p99:8.1f} us")
             rounds = [measure(echo, served, unguarded, args, (ort_p50, ort_p99), r) for r in range(args.rounds)]
