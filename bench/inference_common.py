@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 
 from kairo_interfaces.msg import Prediction
 from kairo_ros.testing.backend import Backend
@@ -73,6 +74,18 @@ def model_file(given: pathlib.Path | None, task: str, samples: int, epochs: int 
     path = backend.download(model_id, version)
     backend.process.stop()
     return path
+
+
+def stamped_frames(pixels: np.ndarray) -> tuple[Image, Callable[[int], Image]]:
+    """One rgb8 frame of `pixels` [H, W, 3] uint8, and a maker of stamped copies that share its bytes."""
+    height, width = pixels.shape[:2]
+    frame = Image(width=width, height=height, encoding="rgb8", step=width * 3, data=pixels.tobytes())
+
+    def make(index: int) -> Image:
+        msg = Image(width=width, height=height, encoding="rgb8", step=frame.step, data=frame.data)
+        msg.header.stamp.sec = index
+        return msg
+    return frame, make
 
 
 def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 import onnxruntime as ort
-from inference_common import GROUP, Loop, model_file, percentiles, start, timed
+from inference_common import GROUP, Loop, model_file, percentiles, stamped_frames, start, timed
 from sensor_msgs.msg import Image
 
 from kairo_features.schema import features_from_metadata
@@ -41,20 +41,13 @@ CAMERA_HZ = 30.0
 TRAIN_EPOCHS = 8  # as test_detection trains: a detector that finds the demo's objects
 
 
-def frame_maker(width: int, height: int) -> tuple[Image, object]:
-    """One rgb8 frame (noise and a few solid boxes), and a maker of stamped copies that share its bytes."""
-    rng = np.random.default_rng(3)
-    pixels = rng.integers(0, 96, (height, width, 3), dtype=np.uint8)
+def camera_pixels(width: int, height: int) -> np.ndarray:
+    """A camera frame's rgb8 pixels: noise and a few solid boxes."""
+    pixels = np.random.default_rng(3).integers(0, 96, (height, width, 3), dtype=np.uint8)
     for x1, y1, x2, y2, colour in ((40, 60, 200, 220, (230, 40, 40)), (380, 100, 600, 300, (40, 40, 230)),
                                    (250, 330, 330, 470, (40, 230, 40))):
         pixels[y1:y2, x1:x2] = colour
-    frame = Image(width=width, height=height, encoding="rgb8", step=width * 3, data=pixels.tobytes())
-
-    def make(index: int) -> Image:
-        msg = Image(width=width, height=height, encoding="rgb8", step=frame.step, data=frame.data)
-        msg.header.stamp.sec = index
-        return msg
-    return frame, make
+    return pixels
 
 
 def paced(loop: Loop, seconds: float, hz: float, first: int) -> tuple[int, int, float]:
@@ -90,7 +83,7 @@ def main() -> int:
         features = features_from_metadata(session.get_modelmeta().custom_metadata_map)
         reader = build_wiring(features).inputs[0].reader
         channels, height, width = features.inputs[0].shape
-        frame, make = frame_maker(*CAMERA)
+        frame, make = stamped_frames(camera_pixels(*CAMERA))
         tensor = reader.read(frame)[None]  # what the node feeds the model for this frame
         name = features.inputs[0].name
         timed(lambda: session.run(None, {name: tensor}), 50)

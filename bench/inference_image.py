@@ -20,26 +20,13 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
-from inference_common import GROUP, Loop, model_file, percentiles, start, timed
+from inference_common import GROUP, Loop, model_file, percentiles, stamped_frames, start, timed
 from sensor_msgs.msg import Image
 
 from kairo_features.schema import features_from_metadata
 from kairo_interfaces.msg import Prediction
 from kairo_ros.inference.wiring import build_wiring
 from kairo_ros.testing.graph import SpinningNode
-
-
-def image_maker(width: int, height: int) -> tuple[Image, object]:
-    """One rgb8 frame of a fixed pattern, and a maker of stamped copies that share its bytes."""
-    rng = np.random.default_rng(3)
-    frame = Image(width=width, height=height, encoding="rgb8", step=width * 3)
-    frame.data = rng.integers(0, 256, width * height * 3, dtype=np.uint8).tobytes()
-
-    def make(index: int) -> Image:
-        msg = Image(width=width, height=height, encoding="rgb8", step=frame.step, data=frame.data)
-        msg.header.stamp.sec = index
-        return msg
-    return frame, make
 
 
 def flood(loop: Loop, count: int, window: int, first: int) -> tuple[float, float, int]:
@@ -63,7 +50,7 @@ def main() -> int:
         features = features_from_metadata(session.get_modelmeta().custom_metadata_map)
         reader = build_wiring(features).inputs[0].reader
         channels, height, width = features.inputs[0].shape
-        frame, make = image_maker(width, height)
+        frame, make = stamped_frames(np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8))
         tensor = reader.read(frame)[None]  # what the node feeds the model for this frame
         name = features.inputs[0].name
         timed(lambda: session.run(None, {name: tensor}), 100)
