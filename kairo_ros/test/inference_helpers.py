@@ -41,12 +41,12 @@ class Collector:
         with self._lock:
             return list(self.messages)
 
-    def wait_for(self, predicate: Callable[[Any], bool], timeout_s: float, what: str) -> Any:
-        """The first message (oldest first) that satisfies `predicate`."""
+    def wait_for(self, predicate: Callable[[Any], bool], timeout_s: float, what: str, after: int = 0) -> Any:
+        """The first message (oldest first) that satisfies `predicate`, among those after the first `after`."""
         found: list[Any] = []
 
         def seen() -> bool:
-            found[:] = [m for m in self.snapshot() if predicate(m)][:1]
+            found[:] = [m for m in self.snapshot()[after:] if predicate(m)][:1]
             return bool(found)
 
         wait_until(seen, timeout_s, what)

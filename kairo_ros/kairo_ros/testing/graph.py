@@ -69,13 +69,16 @@ class SpinningNode:
         self.executor: Executor = (SingleThreadedExecutor(context=self.context) if threads == 1
                                    else MultiThreadedExecutor(num_threads=threads, context=self.context))
         self.executor.add_node(self.node)
+        self._stop = Future()
         self._thread = threading.Thread(target=self._spin, name=f"spin-{name}", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        # close() shuts the context down under the spinning executor.
+        # Spins until close() completes `_stop`. The executor is shut down only after this returns:
+        # shut down under a running spin, a callback still in flight finds the executor's guard
+        # condition gone and the spinning thread dies with an AttributeError.
         with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
+            self.executor.spin_until_future_complete(self._stop)
 
     def __enter__(self) -> SpinningNode:
         return self
@@ -86,10 +89,12 @@ class SpinningNode:
     def close(self) -> None:
         if not self.context.ok():
             return
+        if not self._stop.done():
+            self._stop.set_result(None)  # wakes the executor, which then returns
+        self._thread.join(timeout=5.0)
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
 
     # --- discovery -------------------------------------------------------------
     def node_names(self) -> set[str]:
