@@ -334,11 +334,17 @@ def test_workspaces_are_isolated(server: Server, api: httpx.Client, other_key: s
 def test_percent_and_all_target_reporting_robots(api: httpx.Client,
                                                  fleet_model: dict[str, Any]) -> None:
     mid = fleet_model["id"]
-    for i in range(1, 6):
-        beat(api, f"rob_fleet_pct{i}", mid, "v1")
-    reporting = sorted(r["id"] for r in api.get("/v1/robots").json()["data"]
-                       if r["model_id"] == mid)
-    assert len(reporting) >= 5
+    # Every robot that reported the model reports again with a long period (online all through
+    # the test), but one whose short period makes it offline: percent and all pass it by.
+    earlier = [r["id"] for r in api.get("/v1/robots").json()["data"] if r["model_id"] == mid]
+    for robot in {*earlier, *(f"rob_fleet_pct{i}" for i in range(1, 6))}:
+        beat(api, robot, mid, "v1", period_s=600.0)
+    beat(api, "rob_fleet_pct3_gone", mid, "v1", period_s=0.05)
+    time.sleep(1.0)  # 20 periods without a heartbeat
+    robots = {r["id"]: r for r in api.get("/v1/robots").json()["data"] if r["model_id"] == mid}
+    assert robots["rob_fleet_pct3_gone"]["status"] == "offline"
+    reporting = sorted(r for r in robots if r != "rob_fleet_pct3_gone")
+    assert len(reporting) >= 5 and all(robots[r]["status"] == "online" for r in reporting)
     first = deploy(api, mid, version="v2", percent=40)
     assert first["robots"] == reporting[:math.ceil(len(reporting) * 0.4)]
     again = deploy(api, mid, version="v2", percent=40)
@@ -350,6 +356,21 @@ def test_percent_and_all_target_reporting_robots(api: httpx.Client,
     for r in reporting:
         assert assignment(api, mid, r)["shadow"]["deployment_id"] == everyone["id"]
     api.post(f"/v1/models/{mid}/deployments/{everyone['id']}/rollback")
+    # Named explicitly, an offline robot is the operator's choice.
+    named = deploy(api, mid, version="v2", robots=["rob_fleet_pct3_gone"])
+    assert named["robots"] == ["rob_fleet_pct3_gone"]
+    api.post(f"/v1/models/{mid}/deployments/{named['id']}/rollback")
+    # Once every robot is offline, percent and all refuse and say why.
+    for robot in reporting:
+        beat(api, robot, mid, "v1", period_s=0.05)
+    time.sleep(1.0)
+    for target in ({"percent": 50}, {}):
+        r = api.post(f"/v1/models/{mid}/deployments", json={"version": "v2", **target})
+        status, code, message = error_of(r)
+        assert (status, code) == (409, "conflict"), r.text
+        assert "offline" in message and "robots: [...]" in message, message
+    for robot in reporting:  # back online for the tests that follow
+        beat(api, robot, mid, "v1", period_s=600.0)
 
 
 def test_promote_widens_to_the_fleet(api: httpx.Client, fleet_model: dict[str, Any]) -> None:

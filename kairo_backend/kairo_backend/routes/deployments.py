@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from kairo_backend.core.util import now
 from kairo_backend.deps import Context, Ctx, Workspace, model_or_404
 from kairo_backend.errors import Conflict, NoActiveVersion, NotFound, ValidationFailed
 from kairo_backend.fleet.guard import LIVE
@@ -19,6 +20,7 @@ from kairo_backend.schemas.fleet import (
     DeploymentList,
     DeploymentPublic,
     deployment_public,
+    robot_status,
 )
 from kairo_backend.schemas.runs import ROBOT_ID_PATTERN
 from kairo_backend.services import verified_artifact
@@ -65,9 +67,17 @@ def _targets(fleet: FleetStore, ws: str, model_id: str, body: DeploymentCreate) 
         raise Conflict(f"no robot has reported model {model_id} yet, so percent or all "
                        "targets none; list robots, or use POST /v1/models/{id}/promote to "
                        "make the version active for every robot")
+    # An offline robot would never report the new version and fail the guard at once.
+    at = now()
+    reachable = [r["id"] for r in reporting
+                 if robot_status(r["last_seen"], r["period_s"], at) != "offline"]
+    if not reachable:
+        raise Conflict(f"every robot that reported model {model_id} is offline (no heartbeat "
+                       "for 10 of its periods); start their inference nodes, or name robots "
+                       "explicitly with robots: [...]")
     if body.percent is None:
-        return reporting
-    return reporting[:math.ceil(len(reporting) * body.percent / 100)]
+        return reachable
+    return reachable[:math.ceil(len(reachable) * body.percent / 100)]
 
 
 @router.get("/assignment", response_model=Assignment)
@@ -89,7 +99,7 @@ def get_assignment(model_id: str, ctx: Ctx, ws: Workspace,
 def create_deployment(model_id: str, body: DeploymentCreate, ctx: Ctx,
                       ws: Workspace) -> dict[str, Any]:
     """Deploy a complete version to some robots: `robots`, or `percent` of the robots
-    that reported the model (sorted by id, rounded up), or all of them.
+    that reported the model and are not offline (sorted by id, rounded up), or all of them.
 
     The deployment supersedes the model's live deployments to any of the same robots
     (they end `cancelled`) and rolls back by itself when its guard is crossed.

@@ -187,7 +187,8 @@ class DeploymentCreate(BaseModel):
                                                      "reported to this workspace).")
     percent: int | None = Field(None, ge=1, le=100,
                                 description="Target this share of the robots that reported "
-                                            "the model (sorted by id, rounded up).")
+                                            "the model and are not offline (sorted by id, "
+                                            "rounded up).")
     guard: Guard = Field(default_factory=lambda: Guard.model_validate({}))
 
     @model_validator(mode="after")

@@ -83,9 +83,9 @@ class FleetStore:
                                        (ws,)).fetchall()
         return [_robot_row(r) for r in rows]
 
-    def robots_reporting(self, ws: str, model_id: str) -> list[str]:
-        """Ids of the robots whose heartbeats name the model, sorted."""
-        return [r["id"] for r in self.list_robots(ws) if reports_model(r, model_id)]
+    def robots_reporting(self, ws: str, model_id: str) -> list[RobotRow]:
+        """The robots whose heartbeats name the model, sorted by id."""
+        return [r for r in self.list_robots(ws) if reports_model(r, model_id)]
 
     # deployments -----------------------------------------------------------
     def create_deployment(self, ws: str, model_id: str, *, version: str, mode: str,
