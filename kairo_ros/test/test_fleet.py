@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -266,8 +267,19 @@ def test_a_shadow_publishes_only_the_active_outputs_and_measures_the_candidate(
 def test_a_canary_reaches_one_robot_and_a_promote_widens_it_to_all(fleet: Fleet) -> None:
     v1, v2 = fleet.v1.version, fleet.v2.version
     diagnostics = Collector(fleet.ros, DiagnosticArray, "/diagnostics")
-    outcome = fleet.send_deploy(deploy_goal(fleet, v2, ["rob_1"], min_observation_s=1.0)).result(30)
-    assert outcome.succeeded and outcome.result.success and outcome.result.deployment_id
+    # Without wait_for_complete the goal ends once the deployment exists.
+    first = fleet.send_deploy(deploy_goal(fleet, v2, ["rob_1"], min_observation_s=600.0)).result(30)
+    assert first.succeeded and first.result.success and first.result.state == "rolling_out"
+    # With it, the goal follows the deployment (superseding the first) until rob_1 served v2 within the
+    # guard for min_observation_s.
+    feedback: list[DeployModel.Feedback] = []
+    outcome = fleet.send_deploy(deploy_goal(fleet, v2, ["rob_1"], wait=True, min_observation_s=1.0),
+                                feedback).result(90)
+    assert outcome.succeeded and outcome.result.success, outcome.result.reason
+    assert outcome.result.state == "complete" and "within the guard" in outcome.result.reason
+    assert feedback and all(f.robots_targeted == 1 and f.deployment_id == outcome.result.deployment_id
+                            for f in feedback)
+    assert fleet.api.get_deployment(fleet.model_id, first.result.deployment_id).state == "cancelled"
     deployment_id = outcome.result.deployment_id
     fleet.kairo.wait_for_event(event_seen(fleet, ModelEvent.DEPLOYED, v2, ["rob_1"]), 20, "the deployed event")
     fleet.wait_serving("rob_1", v2)
@@ -290,8 +302,6 @@ def test_a_canary_reaches_one_robot_and_a_promote_widens_it_to_all(fleet: Fleet)
     assert all(over_ros[r].status == "online" and over_ros[r].model_id == fleet.model_id for r in ROBOTS)
     assert over_ros["rob_1"].last_seen.sec > 0 and over_ros["rob_1"].node == inference_node("rob_1")
     # The deployment sees rob_1 serving v2; promoting it makes v2 the active version of the fleet.
-    wait_until(lambda: fleet.api.get_deployment(fleet.model_id, deployment_id).state in ("observing", "complete"),
-               30, "the canary observed")
     promoted = fleet.api.promote_deployment(fleet.model_id, deployment_id)
     assert promoted.state == "complete"
     fleet.kairo.wait_for_event(event_seen(fleet, ModelEvent.WIDENED, v2, []), 20, "the widened event")
@@ -439,3 +449,23 @@ def test_the_client_reads_the_fleet_as_the_raw_json(fleet: Fleet) -> None:
         api.create_deployment(model_id, DeploymentRequest(version="v99", robots=("rob_1",)))
     with pytest.raises(KairoArgumentError):
         api.create_deployment(model_id, DeploymentRequest(version="v2", robots=("rob_1",), percent=50))
+
+
+def test_deleting_the_model_under_a_live_deployment(fleet: Fleet) -> None:
+    """Last (it deletes the module's model): the manager stops watching the gone deployment, and every
+    robot keeps serving the version it had loaded, its heartbeats answered that the model is gone."""
+    serving = fleet.api.get_model(fleet.model_id).active_version
+    live = fleet.send_deploy(deploy_goal(fleet, fleet.v1.version, ["rob_2"], min_observation_s=600.0)).result(30)
+    assert live.succeeded and live.result.state == "rolling_out"
+    fleet.wait_serving("rob_2", fleet.v1.version)
+    deleted_at = time.time()
+    fleet.api.delete_model(fleet.model_id)
+    gone = f"deployment {live.result.deployment_id} of {fleet.model_id} is gone; no longer watched"
+    wait_until(lambda: gone in fleet.manager.output(), 20, "the manager letting the deleted deployment go")
+    assert fleet.manager.alive
+    # Two heartbeats of each robot answered since the deletion.
+    wait_until(lambda: all(datetime.fromisoformat(fleet.robot(r).last_seen.replace("Z", "+00:00")).timestamp()
+                           > deleted_at + 2 * HEARTBEAT_S for r in ROBOTS), 20, "heartbeats after the deletion")
+    for robot, version in (("rob_1", serving), ("rob_2", fleet.v1.version), ("rob_3", serving)):
+        assert fleet.answer(robot, np.full(BEAMS, 2.0, np.float32)).model_version == version
+        assert fleet.nodes[robot].alive

@@ -44,6 +44,7 @@ from kairo_ros.api import (
     KairoConflictError,
     KairoConnectionError,
     KairoError,
+    KairoNotFoundError,
     KairoRateLimitedError,
     KairoServerError,
 )
@@ -125,6 +126,10 @@ class DeploymentWatcher:
             for deployment_id, entry in watched.items():
                 try:
                     self._check(deployment_id, entry)
+                except KairoNotFoundError:  # its model was deleted: nothing left to watch
+                    with self._lock:
+                        self._watched.pop(deployment_id, None)
+                    self._log.info(f"deployment {deployment_id} of {entry.model_id} is gone; no longer watched")
                 except KairoError as exc:
                     self._log.debug(f"deployment {deployment_id} not checked: {exc}")
 
