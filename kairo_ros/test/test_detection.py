@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from inference_helpers import RELIABLE, Collector, start_inference, wait_matched
+from inference_helpers import RELIABLE, Collector, publish_until, start_inference, wait_matched
 from onnx_models import colour_detector, colour_features, draw_boxes
 from sensor_msgs.msg import Image
 
@@ -144,6 +144,10 @@ def test_camera_frames_come_back_as_detections_in_their_own_pixels(  # type: ign
     detections = Collector(ros, Detection2DArray, "/detections")
     camera = ros.node.create_publisher(Image, "/camera/image_raw", RELIABLE)
     wait_matched(camera)
+    # The camera's match says nothing of /detections reaching our reader (volatile): an empty frame
+    # (stamp 1, still answered with an empty array) until one answer arrives; assertions read stamps >= 100.
+    warm_up = frame_message(draw_boxes(480, 640, []), "rgb8", 1)
+    publish_until(lambda: camera.publish(warm_up), lambda: bool(detections.snapshot()), 30, "a warm-up answer")
     sent = []
     for index, (encoding, height, width, boxes) in enumerate(FRAMES):
         stamp = 100 + index
@@ -185,6 +189,10 @@ def test_a_detector_trained_by_the_backend_finds_the_demo_objects_in_640x480_fra
     answers = predictions(ros)
     camera = ros.node.create_publisher(Image, features.inputs[0].topic, RELIABLE)
     wait_matched(camera)
+    # As above: an empty frame (stamp 1) until both outputs reach us; the frames below are read by stamp.
+    warm_up = frame_message(np.zeros((480, 640, 3), np.uint8), "rgb8", 1)
+    publish_until(lambda: camera.publish(warm_up), lambda: bool(detections.snapshot() and answers.snapshot()),
+                  30, "warm-up answers on /detections and ~/prediction")
     demo = render_detection(TRAINED_FRAMES, np.random.default_rng(2026))
     reader = ImageReader(features.inputs[0].shape)
     hits = drawn = 0
