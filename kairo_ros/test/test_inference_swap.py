@@ -53,7 +53,7 @@ def test_promotion_through_the_api_is_picked_up(processes, ros, backend, trained
     second = train_model(backend, "manipulation", dataset_id=first.dataset_id)
     assert second.model_id == first.model_id and second.version != first.version
     publish_until(lambda: joints.publish(joint_state(2, position)),
-                  lambda: any(m.model_version == second.version for m in answers.snapshot()), 15,
+                  lambda: any(m.model_version == second.version for m in answers.snapshot()), 60,
                   f"a prediction of {second.version}")
     assert node.alive and node.output().count("wired:") == 1
 
@@ -79,10 +79,11 @@ def test_hot_swap_under_a_200_hz_stream(processes, ros, backend, trained_model, 
     before = diagnostics.wait_for(lambda a: int(diagnostic_values(a)["predictions"]) >= 1, 10, "a first report")
     dropped_before = diagnostic_values(before)["dropped"]
     rng = np.random.default_rng(6)
-    sent, promoted_at, index = 0, None, 1
+    sent, promoted_at, switched_at, index = 0, None, None, 1
     period = 1.0 / STREAM_HZ
     next_send = time.monotonic()
-    # Stream until the new version answered for a while (or 3000 messages: then the test fails below).
+    # Stream until the new version has answered for 200 more messages, however long the swap (event,
+    # HTTP, download, sha256, session) takes under load; at 3000 messages the test fails below.
     while index < 3000:
         joints.publish(joint_state(index, rng.uniform(-1, 1, 3)))
         sent, index = sent + 1, index + 1
@@ -93,13 +94,17 @@ def test_hot_swap_under_a_200_hz_stream(processes, ros, backend, trained_model, 
             events.publish(ModelEvent(event=ModelEvent.PROMOTED, model_id=model.model_id,
                                       version=upcoming.version, robot_id=model.robot_id, task=model.task))
             promoted_at = index
-        if promoted_at and index > promoted_at + 400:
+        if promoted_at and switched_at is None and sent % 20 == 0:
+            latest = answers.snapshot()[-1:]
+            if latest and latest[0].model_version == upcoming.version:
+                switched_at = index
+        if switched_at and index > switched_at + 200:
             break
         next_send += period
         time.sleep(max(0.0, next_send - time.monotonic()))
     stamps = list(range(1, index))
     try:
-        wait_until(lambda: {m.header.stamp.sec for m in answers.snapshot()} >= set(stamps), 20,
+        wait_until(lambda: {m.header.stamp.sec for m in answers.snapshot()} >= set(stamps), 60,
                    f"answers to all {sent} inputs")
     except RosTimeout:
         seen = {m.header.stamp.sec for m in answers.snapshot()}
@@ -110,6 +115,7 @@ def test_hot_swap_under_a_200_hz_stream(processes, ros, backend, trained_model, 
     streamed = sorted((m for m in answers.snapshot() if m.header.stamp.sec >= 1), key=lambda m: m.header.stamp.sec)
     assert [m.header.stamp.sec for m in streamed] == stamps, "every input answered exactly once"
     versions = [m.model_version for m in streamed]
+    assert upcoming.version in versions, f"no answer of {upcoming.version} among the {sent} inputs streamed"
     switch = versions.index(upcoming.version)
     assert set(versions[:switch]) == {serving} and set(versions[switch:]) == {upcoming.version}, \
         "answers switch once, from the old version to the new one"
@@ -130,7 +136,7 @@ def test_offline_boot_from_the_cache_and_a_tampered_entry(processes, ros, tmp_pa
     params = api_params(own, cache, f"model_id:={model.model_id}", "input_qos:=reliable", "request_timeout_s:=2.0")
     env = {"KAIRO_API_KEY": own.key}
     online = start_inference(processes, ros, *params, env=env)
-    online.wait_for_output(f"serving {model.model_id} {model.version}", 20)
+    online.wait_for_output(f"serving {model.model_id} {model.version}", 60)
     online.stop()
     wait_until(lambda: "/kairo/kairo_inference" not in ros.node_names(), 20, "the first node gone")
     server.stop()
@@ -138,9 +144,9 @@ def test_offline_boot_from_the_cache_and_a_tampered_entry(processes, ros, tmp_pa
     assert cached.is_file()
 
     offline = start_inference(processes, ros, *params, env=env)
-    line = offline.wait_for_output(f"serving {model.model_id} {model.version}", 20)
+    line = offline.wait_for_output(f"serving {model.model_id} {model.version}", 60)
     assert "from the cache" in line
-    offline.wait_for_output("the backend is unreachable, so the last good version serves", 5)
+    offline.wait_for_output("the backend is unreachable, so the last good version serves", 30)
     answers = predictions(ros)
     scans = ros.node.create_publisher(LaserScan, "/scan", RELIABLE)
     wait_matched(scans)
@@ -155,7 +161,7 @@ def test_offline_boot_from_the_cache_and_a_tampered_entry(processes, ros, tmp_pa
     cached.write_bytes(bytes(data))
     diagnostics = Collector(ros, DiagnosticArray, "/diagnostics")
     tampered = start_inference(processes, ros, *params, env=env)
-    tampered.wait_for_output("it was altered, so it is refused", 20)
+    tampered.wait_for_output("it was altered, so it is refused", 60)
     report = diagnostics.wait_for(lambda a: diagnostic_values(a)["last_error"].startswith("cache_tampered"), 20,
                                   "the refusal in diagnostics")
     assert diagnostic_values(report)["model_version"] == "" and "no model serving" in diagnostic_values(report)[
