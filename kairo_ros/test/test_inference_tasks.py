@@ -42,8 +42,10 @@ def test_manipulation(processes, ros, backend, trained_model, tmp_path: pathlib.
     targets.publish(target_point(target))
     rng = np.random.default_rng(3)
     positions = rng.uniform(-1.5, 1.5, (SAMPLES, 3)).astype(np.float32)
-    publish_until(lambda: joints.publish(joint_state(0, positions[0])), lambda: bool(answers.snapshot()), 20,
-                  "a first prediction")
+    # Until both outputs reach us (each publisher matches our reader on its own); stamps >= 100 below.
+    publish_until(lambda: joints.publish(joint_state(0, positions[0])),
+                  lambda: bool(answers.snapshot() and commands.snapshot()), 30, "a first prediction and command")
+    warm_up_commands = len(commands.snapshot())
     for index in range(SAMPLES):
         joints.publish(joint_state(100 + index, positions[index]))
     reference = reference_session(download_model(backend, model.model_id, model.version, tmp_path / "m.onnx"))
@@ -54,7 +56,7 @@ def test_manipulation(processes, ros, backend, trained_model, tmp_path: pathlib.
         assert (answer.model_id, answer.model_version) == (model.model_id, model.version)
     # The command topic carries the same numbers, as float64 for a forward command controller.
     last = reference.run(None, {"joint_positions": positions[-1][None], "target": target[None]})[0][0]
-    commands.wait_for(lambda m: np.allclose(m.data, last, atol=1e-5), 20, "the last command")
+    commands.wait_for(lambda m: np.allclose(m.data, last, atol=1e-5), 20, "the last command", after=warm_up_commands)
     assert node.alive
 
 
@@ -80,6 +82,13 @@ def test_navigation_by_robot_and_task(processes, ros, backend, trained_model,  #
         raw = reference.run(None, {"scan": scan[None]})[0][0]
         return np.clip(raw, low, high), bool(((raw < low) | (raw > high)).any())
 
+    # wait_matched(scans) says nothing of ~/prediction and /cmd_vel reaching our readers (volatile): a
+    # warm-up scan (stamp 1) until both answer; predictions are read by stamp, twists after the warm-up's.
+    warm_up = LaserScan(ranges=[1.0] * 64)
+    warm_up.header.stamp.sec = 1
+    publish_until(lambda: scans.publish(warm_up), lambda: bool(answers.snapshot() and twists.snapshot()), 30,
+                  "a warm-up prediction and twist")
+    warm_up_twists = len(twists.snapshot())
     for index in range(SAMPLES):
         scan = LaserScan(ranges=ranges[index].tolist())
         scan.header.stamp.sec = 100 + index
@@ -90,7 +99,8 @@ def test_navigation_by_robot_and_task(processes, ros, backend, trained_model,  #
         np.testing.assert_allclose(np.array(answer.data), expected, rtol=1e-5, atol=1e-5)
         assert answer.model_id == model.model_id and answer.clamped == clamped
     expected, _ = guarded(ranges[-1])
-    twists.wait_for(lambda t: np.allclose([t.linear.x, t.angular.z], expected, atol=1e-5), 20, "the last twist")
+    twists.wait_for(lambda t: np.allclose([t.linear.x, t.angular.z], expected, atol=1e-5), 20, "the last twist",
+                    after=warm_up_twists)
     assert node.alive
 
 
