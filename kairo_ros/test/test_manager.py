@@ -184,6 +184,10 @@ def test_services_agree_with_the_http_api(  # type: ignore[no-untyped-def]
     again = kairo.delete_model(doomed)
     assert not again.success and "not_found" in again.message
     raw.close()
+    # Closing a commander on a node that goes on spinning leaves the node working for the next one.
+    kairo.close()
+    kairo.close()
+    assert commander(ros).get_model(model_id).model.active_version == "v2"
 
 
 # --- export ------------------------------------------------------------------------------

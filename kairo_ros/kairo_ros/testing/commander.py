@@ -111,6 +111,7 @@ class KairoCommander:
         self.call_timeout_s = call_timeout_s
         ns = namespace.rstrip("/")
         n = self.ros.node
+        self._closed = False
         self._train = self.ros.action_client(TrainModel, f"{ns}/train")
         self._export = self.ros.action_client(ExportModel, f"{ns}/export")
         self._clients = {name: n.create_client(srv, f"{ns}/{name}") for name, srv in (
@@ -130,8 +131,16 @@ class KairoCommander:
 
     def close(self) -> None:
         """Destroy what this commander made; close the node only if it made it. Idempotent."""
-        if not self.ros.context.ok():
+        if self._closed or not self.ros.context.ok():
             return
+        self._closed = True
+        if self._own_node:  # the node goes, and everything made on it
+            self.ros.close()
+            return
+        # On the spinning thread: destroyed under a running wait, a client's handle fails the executor.
+        self.ros.on_executor(self._destroy_endpoints, 10.0, "destroy the commander's clients")
+
+    def _destroy_endpoints(self) -> None:
         n = self.ros.node
         self._train.destroy()
         self._export.destroy()
@@ -139,8 +148,6 @@ class KairoCommander:
             n.destroy_client(client)
         n.destroy_subscription(self._events_sub)
         self._clients = {}
-        if self._own_node:
-            self.ros.close()
 
     def wait_until_ready(self, timeout_s: float) -> None:
         """Wait until both actions and every service of the manager are discovered."""
