@@ -124,11 +124,11 @@ def test_every_node_ros2_node_list_shows_answers_parameter_calls(running: Runnin
 
     expected = readme_node_list()
     with contextlib.suppress(TimeoutError):  # discovery takes a moment; the assertion shows any difference
-        running.group.wait_until(lambda: visible() == expected, 15, "the README's node list")
+        running.group.wait_until(lambda: visible() == expected, 60, "the README's node list")
     assert visible() == expected
     for node in sorted(expected):
         answer = ros.call(ros.node.create_client(ListParameters, f"{node}/list_parameters"),
-                          ListParameters.Request(), 3)  # ros2 param list waits a few seconds per node
+                          ListParameters.Request(), 10)
         assert answer.result.names, f"{node} lists no parameter"
 
 
