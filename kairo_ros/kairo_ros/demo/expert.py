@@ -19,6 +19,7 @@ import numpy as np
 from geometry_msgs.msg import PointStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
@@ -45,9 +46,13 @@ class ArmExpert(Node):
     def __init__(self) -> None:
         super().__init__("kairo_arm_expert")
         self._target: np.ndarray | None = None
-        self._pub = self.create_publisher(Float64MultiArray, "arm_controller/commands", 10)
+        # One command per joint state: a stalled process catches up instead of skipping states (the
+        # arm publishes them reliable, so a reliable KEEP_ALL reader matches), and a second of commands
+        # (50 Hz) waits for a slow reader.
+        self._pub = self.create_publisher(Float64MultiArray, "arm_controller/commands", 50)
         self.create_subscription(PointStamped, "target_point", self._on_target, 10)
-        self.create_subscription(JointState, "joint_states", self._on_joints, 10)
+        self.create_subscription(JointState, "joint_states", self._on_joints,
+                                 QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE))
 
     def _on_target(self, msg: PointStamped) -> None:
         self._target = np.array([msg.point.x, msg.point.y])
