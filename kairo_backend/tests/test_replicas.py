@@ -7,6 +7,8 @@ runs), and concurrent trains over both get unique, contiguous version numbers.""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -200,3 +202,78 @@ def test_concurrent_trains_over_both_replicas_get_contiguous_versions(
     finally:
         for c in clients:
             c.close()
+
+
+def _epochs_since(logs: list[str], marker: str) -> list[int]:
+    """The epoch numbers of the log lines after the last line containing `marker`."""
+    start = max(i for i, line in enumerate(logs) if marker in line)
+    return [int(m.group(1)) for line in logs[start:] if (m := re.match(r"epoch (\d+)/", line))]
+
+
+def test_a_stalled_replica_never_writes_over_the_one_that_took_its_run_over(
+        replicas: list[Server], key: str, dataset: str, executor: list[str]) -> None:
+    """A replica stopped (SIGSTOP) past the 20 s lease. With Ray its task trains on: the other
+    replica re-queues the run and trains it again, and the stalled attempt's writes are refused
+    (its progress would interleave); locally the other replica sees the worker process still
+    training on this host and leaves the run to it."""
+    stalled, other = replicas
+    assert stalled.proc is not None
+    with stalled.client(key) as st, other.client(key) as o:
+        store = store_of(stalled.data_dir)
+        try:
+            replica_id = store.conn.execute("SELECT id FROM replicas WHERE pid=?",
+                                            (stalled.proc.pid,)).fetchone()["id"]
+            # Minutes of training each (cancelled at the end): longer than the lease on any machine.
+            accepted = [train(c, dataset, "rob_rep_stall", 1000, batch_size=1) for c in (st, o)]
+            model_id = accepted[0]["model_id"]
+
+            def stalled_run() -> dict[str, Any] | None:
+                runs = [store.get_run(x["run_id"]) for x in accepted]
+                return next((r for r in runs if r is not None and r["owner"] == replica_id
+                             and r["progress"]), None)
+
+            deadline = time.monotonic() + 120
+            while (mine := stalled_run()) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert mine is not None, ("the replica to stall never trained one of the runs",
+                                      replica_id, [store.get_run(x["run_id"]) for x in accepted])
+            run_id = mine["id"]
+            os.kill(stalled.proc.pid, signal.SIGSTOP)
+            try:
+                if "ray" in executor:
+                    deadline = time.monotonic() + 90
+                    while time.monotonic() < deadline:
+                        now_run = store.get_run(run_id)
+                        assert now_run is not None
+                        if now_run["owner"] not in (None, replica_id) and now_run["progress"]:
+                            break
+                        time.sleep(0.2)
+                    assert now_run["interruptions"] == 1 and now_run["owner"] != replica_id, now_run
+                else:
+                    time.sleep(25.0)  # past the lease: the other replica looks, and leaves it
+                    now_run = store.get_run(run_id)
+                    assert now_run is not None and now_run["owner"] == replica_id, now_run
+                    assert now_run["interruptions"] == 0 and now_run["status"] == "running", now_run
+            finally:
+                os.kill(stalled.proc.pid, signal.SIGCONT)
+            # Both attempts (with Ray) go on for a while; only the current one writes.
+            def logs() -> list[str]:
+                return [row["line"] for row in store.run_logs(run_id)]
+
+            claimed = "running: worker process starting"
+            seen = len(_epochs_since(logs(), claimed))
+            deadline = time.monotonic() + 60
+            while len(_epochs_since(logs(), claimed)) < seen + 5 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            epochs = _epochs_since(logs(), claimed)
+            assert len(epochs) >= seen + 5 and epochs == list(range(1, len(epochs) + 1)), logs()[-40:]
+            requeued = [line for line in logs() if "re-queued" in line]
+            assert len(requeued) == (1 if "ray" in executor else 0), logs()
+            # Both replicas answer, and their worker slots are free again once the long runs end.
+            for x in accepted:
+                r = o.post(f"/v1/models/{model_id}/runs/{x['run_id']}/cancel")
+                assert r.status_code == 200, r.text
+            after = [train(c, dataset, "rob_rep_stall", 1) for c in (st, o)]
+            assert [wait_run(o, model_id, x["run_id"])["status"] for x in after] == ["complete"] * 2
+        finally:
+            store.close()

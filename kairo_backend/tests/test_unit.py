@@ -135,3 +135,44 @@ def test_store_queue_is_fifo_and_estimates_use_measurements(tmp_path) -> None:  
     assert claimed is not None and claimed["id"] == ids[0]
     store.record_throughput("navigation/mlp", 1000.0, 2.0, weight=1.0)
     assert estimate_duration_s(store, "navigation", "mlp", 500, 10) == pytest.approx(7.0)
+
+
+def test_a_run_taken_over_ignores_its_earlier_attempt(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A worker's writes are fenced by its attempt (the run's interruptions when claimed): once the
+    run was re-queued and claimed again, the earlier attempt's progress, failure and artifact go
+    nowhere, and an artifact is put in place only by the attempt whose completion is recorded."""
+    store = Store(tmp_path / "k.db")
+    ws = store.ensure_workspace("w")
+    res = store.submit_run(ws, robot_id="rob_1", task="navigation", name=None, dataset_id="ds_x",
+                           architecture="mlp", config={"epochs": 1, "learning_rate": 1e-3, "batch_size": 8},
+                           samples=100, estimated_duration_s=1.0, max_queued=10)
+    assert res is not None
+    first = store.claim_next_run()
+    assert first is not None and first["interruptions"] == 0
+    assert store.set_progress(first["id"], {"epoch": 1}, "epoch 1", attempt=0)
+    assert store.requeue_run(first["id"], "re-queued: its replica stopped answering", attempt=0)
+    assert not store.requeue_run(first["id"], "re-queued twice", attempt=0)
+    second = store.claim_next_run()
+    assert second is not None and second["id"] == first["id"] and second["interruptions"] == 1
+    published: list[int] = []
+    assert not store.set_progress(first["id"], {"epoch": 2}, "stale epoch", attempt=0)
+    assert not store.finish_run(first["id"], "failed", error="stale", only_from=("running",), attempt=0)
+    assert not store.finish_run(first["id"], "complete", only_from=("running",), attempt=0,
+                                publish=lambda: published.append(0))
+    assert not store.requeue_run(first["id"], "stale re-queue", attempt=0)
+    assert store.set_progress(first["id"], {"epoch": 1}, "epoch 1", attempt=1)
+
+    def broken_publish() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):  # the artifact could not be put in place: nothing recorded
+        store.finish_run(first["id"], "complete", only_from=("running",), attempt=1, publish=broken_publish)
+    assert store.get_run(first["id"])["status"] == "running"
+    assert store.finish_run(first["id"], "complete", only_from=("running",), attempt=1,
+                            publish=lambda: published.append(1))
+    assert published == [1]
+    run = store.get_run(first["id"])
+    assert run["status"] == "complete" and run["interruptions"] == 1
+    logs = [row["line"] for row in store.run_logs(first["id"])]
+    assert logs.count("epoch 1") == 2 and "stale epoch" not in logs and "stale" not in logs
+    store.close()

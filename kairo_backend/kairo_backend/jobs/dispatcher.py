@@ -37,6 +37,7 @@ from kairo_backend.errors import is_disk_full, storage_error
 from kairo_backend.jobs.executor import Executor, Job, LaunchError, make_executor, worker_env
 from kairo_backend.store import Store
 from kairo_backend.store.rows import RunRow
+from kairo_backend.training.worker import unfinished_artifact_dir
 
 log = logging.getLogger("kairo_backend.jobs")
 
@@ -65,8 +66,8 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._calibration: subprocess.Popen[bytes] | None = None
-        # failures to write still: run id -> (model id, version, reason)
-        self._unrecorded: dict[str, tuple[str, str, str]] = {}
+        # failures to write still: run id -> (model id, version, reason, attempt)
+        self._unrecorded: dict[str, tuple[str, str, str, int]] = {}
         self._next_sweep = 0.0
 
     # lifecycle -----------------------------------------------------------
@@ -92,7 +93,7 @@ class Dispatcher:
             try:
                 run = self.store.get_run(job.run_id)
                 if run is not None:
-                    self._interrupted(run, BACKEND_STOPPED)
+                    self._interrupted(run, BACKEND_STOPPED, job.attempt)
             except Exception:  # the next start recovers it
                 log.exception("could not re-queue run %s on stop", job.run_id)
         if self._calibration is not None:
@@ -109,18 +110,21 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - a busy database: the sweep does it later
                 log.exception("could not recover run %s now", run["id"])
 
-    def _interrupted(self, run: RunRow, cause: str) -> None:
+    def _interrupted(self, run: RunRow, cause: str, attempt: int | None = None) -> None:
         """A running run lost its worker through no fault of its own (the server
-        stopped, its Ray worker or node died): re-queue it, or fail it the second time."""
-        if run.get("interruptions", 0) >= MAX_REQUEUES:
+        stopped, its Ray worker or node died): re-queue it, or fail it the second time.
+        `attempt`: the attempt that lost its worker (default: the run's current one);
+        a run claimed again since, by another replica, is left alone."""
+        attempt = run["interruptions"] if attempt is None else attempt
+        if attempt >= MAX_REQUEUES:
             self._fail(run["id"], run["model_id"], run["version"],
-                       INTERRUPTED.format(cause=cause))
+                       INTERRUPTED.format(cause=cause), attempt)
             log.warning("run %s was interrupted again (%s); marked failed", run["id"], cause)
             return
-        _remove_tmp(self.settings.artifacts_dir / run["model_id"], run["version"])
-        self.store.requeue_run(run["id"], f"re-queued: {cause} while this run was "
-                                          "training; it trains again from the start")
-        log.warning("run %s was interrupted (%s); re-queued", run["id"], cause)
+        _remove_tmp(self.settings.artifacts_dir / run["model_id"], run["version"], attempt)
+        if self.store.requeue_run(run["id"], f"re-queued: {cause} while this run was "
+                                             "training; it trains again from the start", attempt):
+            log.warning("run %s was interrupted (%s); re-queued", run["id"], cause)
 
     def wake(self) -> None:
         self._wake.set()
@@ -169,7 +173,8 @@ class Dispatcher:
             self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
             job = self.executor.launch(run, log_path)
         except (LaunchError, OSError) as exc:
-            self._fail(run["id"], run["model_id"], run["version"], str(exc)[:500])
+            self._fail(run["id"], run["model_id"], run["version"], str(exc)[:500],
+                       run["interruptions"])
             return True
         with self._lock:
             self._jobs[run["id"]] = job
@@ -194,19 +199,20 @@ class Dispatcher:
                 del self._jobs[job.run_id]
             # only when the worker did not record an outcome itself
             if not ended.interrupted:
-                self._fail(job.run_id, job.model_id, job.version, ended.reason)
+                self._fail(job.run_id, job.model_id, job.version, ended.reason, job.attempt)
                 continue
             run = self.store.get_run(job.run_id)
             if run is not None and run["status"] == "running":
-                self._interrupted(run, ended.reason)
+                self._interrupted(run, ended.reason, job.attempt)
 
-    def _fail(self, run_id: str, model_id: str, version: str, reason: str) -> None:
-        """Fail a run that is still `running`, freeing its partial artifact first
-        (on a full disk that is the space the record needs); when the write
+    def _fail(self, run_id: str, model_id: str, version: str, reason: str, attempt: int) -> None:
+        """Fail a run that is still `running` as `attempt`, freeing its partial artifact
+        first (on a full disk that is the space the record needs); when the write
         fails the outcome is shown from memory and written later."""
-        _remove_tmp(self.settings.artifacts_dir / model_id, version)
+        _remove_tmp(self.settings.artifacts_dir / model_id, version, attempt)
         try:
-            self.store.finish_run(run_id, "failed", error=reason, only_from=("running",))
+            self.store.finish_run(run_id, "failed", error=reason, only_from=("running",),
+                                  attempt=attempt)
             run = self.store.get_run(run_id)
         except Exception as exc:  # noqa: BLE001 - a full disk or a busy database
             if is_disk_full(exc) and DISK_FULL_NOTE not in reason:
@@ -215,7 +221,7 @@ class Dispatcher:
                 log.warning("could not record that run %s failed (%s); retrying", run_id, exc)
                 self.store.show_unrecorded(run_id, {"status": "failed", "error": reason,
                                                     "completed_at": now()})
-            self._unrecorded[run_id] = (model_id, version, reason)
+            self._unrecorded[run_id] = (model_id, version, reason, attempt)
             return
         self._unrecorded.pop(run_id, None)
         self.store.show_unrecorded(run_id, None)
@@ -223,8 +229,8 @@ class Dispatcher:
             self.remove_files(model_id, [run_id])
 
     def _record_pending(self) -> None:
-        for run_id, (model_id, version, reason) in list(self._unrecorded.items()):
-            self._fail(run_id, model_id, version, reason)
+        for run_id, (model_id, version, reason, attempt) in list(self._unrecorded.items()):
+            self._fail(run_id, model_id, version, reason, attempt)
 
     def _sweep(self) -> None:
         """Catch runs marked running whose worker process is gone without this
@@ -264,6 +270,6 @@ class Dispatcher:
             log.warning("throughput calibration could not start; estimates use defaults")
 
 
-def _remove_tmp(model_dir: Path, version: str) -> None:
-    shutil.rmtree(model_dir / f".{version}.tmp", ignore_errors=True)
+def _remove_tmp(model_dir: Path, version: str, attempt: int) -> None:
+    shutil.rmtree(unfinished_artifact_dir(model_dir, version, attempt), ignore_errors=True)
 

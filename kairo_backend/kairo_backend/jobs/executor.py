@@ -36,6 +36,7 @@ class Job:
     model_id: str
     version: str
     log_path: Path
+    attempt: int  # the run's interruptions when claimed: the fence of the job's writes
     pid: int = 0  # the worker's process id, when this machine runs it
 
 
@@ -114,6 +115,7 @@ class LocalExecutor(Executor):
     def launch(self, run: RunRow, log_path: Path) -> Job:
         cmd = [sys.executable, "-m", "kairo_backend.training.worker",
                "--data-dir", str(self.settings.data_dir), "--run-id", run["id"],
+               "--attempt", str(run["interruptions"]),
                "--parent-pid", str(os.getpid()), "--threads", str(self.settings.torch_threads)]
         try:
             log_file = log_path.open("ab")
@@ -126,8 +128,8 @@ class LocalExecutor(Executor):
         except OSError as exc:
             log_file.close()
             raise LaunchError(f"could not start worker: {exc}") from exc
-        return _LocalJob(run["id"], run["model_id"], run["version"], log_path, proc.pid,
-                         proc, log_file)
+        return _LocalJob(run["id"], run["model_id"], run["version"], log_path,
+                         run["interruptions"], proc.pid, proc, log_file)
 
     def poll(self, job: Job) -> Ended | None:
         assert isinstance(job, _LocalJob) and job.proc is not None and job.log_file is not None

@@ -44,7 +44,8 @@ STOP_WAIT_S = 10.0
 TASK_PREFIX = "kairo-run "
 
 
-def _train_task(data_dir: str, database: str, run_id: str, threads: int, log_path: str) -> int:
+def _train_task(data_dir: str, database: str, run_id: str, attempt: int, threads: int,
+                log_path: str) -> int:
     """The Ray task: the worker's run() on the server's database, its output appended
     to the run's log file."""
     from kairo_backend.training import worker
@@ -52,7 +53,7 @@ def _train_task(data_dir: str, database: str, run_id: str, threads: int, log_pat
     with open(log_path, "a", buffering=1, encoding="utf-8", errors="replace") as out, \
             contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         print(f"ray task in process {os.getpid()} on {socket.gethostname()}")
-        return worker.run(Path(data_dir), run_id, None, threads, database)
+        return worker.run(Path(data_dir), run_id, attempt, None, threads, database)
 
 
 @dataclass
@@ -91,10 +92,11 @@ class RayExecutor(Executor):
         try:
             ref = self._task.options(name=TASK_PREFIX + run["id"]).remote(
                 str(self.settings.data_dir), str(self.settings.database), run["id"],
-                self.settings.torch_threads, str(log_path))
+                run["interruptions"], self.settings.torch_threads, str(log_path))
         except Exception as exc:  # noqa: BLE001 - the cluster refused the task
             raise LaunchError(f"could not submit the Ray task: {exc}") from exc
-        return _RayJob(run["id"], run["model_id"], run["version"], log_path, ref=ref)
+        return _RayJob(run["id"], run["model_id"], run["version"], log_path,
+                       run["interruptions"], ref=ref)
 
     def poll(self, job: Job) -> Ended | None:
         assert isinstance(job, _RayJob)

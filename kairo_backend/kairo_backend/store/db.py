@@ -52,6 +52,12 @@ def _loads(v: str | None) -> Any:
     return json.loads(v) if v else None
 
 
+def _attempt_fence(attempt: int | None) -> tuple[str, tuple[int, ...]]:
+    """The SQL condition (and its parameter) that a run is still the given attempt at
+    training it: `interruptions` counts its re-queues, so each claim has its own value."""
+    return ("", ()) if attempt is None else (" AND interruptions=?", (attempt,))
+
+
 def _run_dict(row: Row, unrecorded: dict[str, RunOutcome] | None = None) -> RunRow:
     d = as_row(RunRow, row)
     shown = unrecorded.get(d["id"]) if unrecorded else None
@@ -407,11 +413,14 @@ class Store:
         self._writes += 1
         self.conn.execute("UPDATE runs SET pid=? WHERE id=?", (pid, run_id))
 
-    def set_progress(self, run_id: str, progress: dict[str, Any], line: str) -> bool:
-        """Record an epoch; False when the run is no longer running (cancelled, deleted)."""
+    def set_progress(self, run_id: str, progress: dict[str, Any], line: str,
+                     attempt: int | None = None) -> bool:
+        """Record an epoch; False when the run is no longer running (cancelled, deleted),
+        or no longer `attempt` (see finish_run)."""
+        fence, fenced = _attempt_fence(attempt)
         with self.tx() as c:
-            cur = c.execute("UPDATE runs SET progress=? WHERE id=? AND status='running'",
-                            (json.dumps(progress), run_id))
+            cur = c.execute("UPDATE runs SET progress=? WHERE id=? AND status='running'" + fence,
+                            (json.dumps(progress), run_id, *fenced))
             if cur.rowcount:
                 c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
                           (run_id, now(), line))
@@ -420,18 +429,29 @@ class Store:
     def finish_run(self, run_id: str, status: str, *, error: str | None = None,
                    metrics: dict[str, Any] | None = None, artifact_size_mb: float | None = None,
                    sha256: str | None = None, only_from: tuple[str, ...] = ACTIVE,
-                   line: str | None = None) -> bool:
-        """Move a run to a final status, only when it is still in `only_from`."""
+                   line: str | None = None, attempt: int | None = None,
+                   publish: Callable[[], None] | None = None) -> bool:
+        """Move a run to a final status, only when it is still in `only_from`.
+
+        `attempt`: only while the run is still that attempt at training it (its
+        `interruptions` when it was claimed): a worker whose run was re-queued and
+        claimed again meanwhile (its replica stalled past the lease) writes nothing.
+        `publish`: called once the run's row is changed, before the commit and under
+        its lock (it puts the artifact in place); if it raises, nothing changes.
+        """
         assert status in FINISHED
         t = now()
+        fence, fenced = _attempt_fence(attempt)
         with self.tx() as c:
             marks = ",".join("?" * len(only_from))
             cur = c.execute(
                 f"UPDATE runs SET status=?, completed_at=?, error=?, metrics=?,"
                 f" artifact_size_mb=?, sha256=?, duration_s=CASE WHEN started_at IS NULL"
-                f" THEN NULL ELSE ? - started_at END WHERE id=? AND status IN ({marks})",
+                f" THEN NULL ELSE ? - started_at END WHERE id=? AND status IN ({marks})" + fence,
                 (status, t, error, json.dumps(metrics) if metrics else None, artifact_size_mb,
-                 sha256, t, run_id, *only_from))
+                 sha256, t, run_id, *only_from, *fenced))
+            if cur.rowcount and publish is not None:
+                publish()
             if cur.rowcount:
                 c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
                           (run_id, t, line or (f"{status}: {error}" if error else status)))
@@ -439,12 +459,14 @@ class Store:
                           " WHERE id=?)", (t, run_id))
             return cur.rowcount > 0
 
-    def requeue_run(self, run_id: str, line: str) -> bool:
-        """Put a run that was `running` back in the queue, at its original place (its seq)."""
+    def requeue_run(self, run_id: str, line: str, attempt: int | None = None) -> bool:
+        """Put a run that was `running` back in the queue, at its original place (its seq);
+        with `attempt`, only while it is still that attempt (see finish_run)."""
+        fence, fenced = _attempt_fence(attempt)
         with self.tx() as c:
             cur = c.execute("UPDATE runs SET status='queued', started_at=NULL, pid=NULL,"
                             " progress=NULL, owner=NULL, interruptions=interruptions+1"
-                            " WHERE id=? AND status='running'", (run_id,))
+                            " WHERE id=? AND status='running'" + fence, (run_id, *fenced))
             if cur.rowcount:
                 c.execute("INSERT INTO run_logs (run_id, at, line) VALUES (?,?,?)",
                           (run_id, now(), line))

@@ -31,6 +31,12 @@ from kairo_backend.store.db import BACKGROUND_BUSY_TIMEOUT_S
 RECORD_ATTEMPTS = 3
 
 
+def unfinished_artifact_dir(model_dir: Path, version: str, attempt: int) -> Path:
+    """Where one attempt at a run writes its artifact before it is put in place: its own,
+    so that two attempts (a stalled replica's and the one that took over) never share one."""
+    return model_dir / f".{version}.tmp{attempt}"
+
+
 def _die_with_parent(parent_pid: int) -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -41,24 +47,27 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(3)
 
 
-def run(data_dir: Path, run_id: str, parent_pid: int | None, threads: int,
+def run(data_dir: Path, run_id: str, attempt: int, parent_pid: int | None, threads: int,
         database: Path | str | None = None) -> int:
     """Train run `run_id`, recording everything in the data dir; the exit status.
+    `attempt`: the run's `interruptions` when the server claimed it; every write is
+    fenced by it (Store.finish_run), so a worker whose run was taken over by another
+    replica meanwhile writes nothing more and ends.
     `parent_pid`: the server's process, whose end ends the run (None: not a child of it).
     `database`: the server's (a Ray task's environment is not the server's); by
     default the one `database_for` finds."""
     t_start = time.perf_counter()
     store = Store(database or database_for(data_dir), busy_timeout_s=BACKGROUND_BUSY_TIMEOUT_S)
     try:
-        return _train(store, data_dir, run_id, parent_pid, threads, t_start)
+        return _train(store, data_dir, run_id, attempt, parent_pid, threads, t_start)
     finally:
         store.close()  # a Ray worker process trains other runs after this one
 
 
-def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
+def _train(store: Store, data_dir: Path, run_id: str, attempt: int, parent_pid: int | None,
            threads: int, t_start: float) -> int:
     job = store.get_run(run_id)
-    if job is None or job["status"] != "running":
+    if job is None or job["status"] != "running" or job["interruptions"] != attempt:
         return 0
     try:
         import torch
@@ -93,7 +102,7 @@ def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
                         "estimated_remaining_s": round(max(remaining, 0.0), 1)}
             line = (f"epoch {info.epoch}/{info.epochs_total} loss={info.loss:.6f} "
                     f"val_loss={info.val_loss:.6f} ({info.seconds:.2f}s)")
-            return store.set_progress(run_id, progress, line)
+            return store.set_progress(run_id, progress, line, attempt)
 
         result = trainer.fit(setup, on_epoch)
         if result.epochs_run < config.epochs:
@@ -101,7 +110,7 @@ def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
         for note in result.notes:
             store.log(run_id, note)
         model_dir = data_dir / "artifacts" / job["model_id"]
-        tmp = model_dir / f".{job['version']}.tmp"
+        tmp = unfinished_artifact_dir(model_dir, job["version"], attempt)
         final = model_dir / job["version"]
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -117,8 +126,6 @@ def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
         (tmp / "features.json").write_text(json.dumps(features, indent=2))
         sha = file_sha256(onnx_path)
         size_mb = round(onnx_path.stat().st_size / 1e6, 3)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
         metrics = {"final_loss": round(result.final_loss, 6),
                    "val_loss": round(result.val_loss, 6),
                    "accuracy": round(result.accuracy, 4),
@@ -127,11 +134,16 @@ def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
                    "inference_latency_p99_ms": round(latency, 3)}
         store.log(run_id, f"exported model.onnx ({size_mb} MB, sha256 {sha[:12]}…, "
                           f"torch/onnx max diff {diff:.1e}, p99 {latency:.3f} ms)")
+        def publish() -> None:  # under the run's lock: no other attempt completes it meanwhile
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+
         ok = store.finish_run(run_id, "complete", metrics=metrics, artifact_size_mb=size_mb,
                               sha256=sha, only_from=("running",),
-                              line=f"complete: val_accuracy={metrics['val_accuracy']}")
-        if not ok:  # cancelled or deleted while exporting
-            shutil.rmtree(final, ignore_errors=True)
+                              line=f"complete: val_accuracy={metrics['val_accuracy']}",
+                              attempt=attempt, publish=publish)
+        if not ok:  # cancelled, deleted or taken over while exporting
+            shutil.rmtree(tmp, ignore_errors=True)
             with contextlib.suppress(OSError):
                 model_dir.rmdir()  # only when empty: a deleted model leaves no directory
             return 0
@@ -145,40 +157,43 @@ def _train(store: Store, data_dir: Path, run_id: str, parent_pid: int | None,
         with contextlib.suppress(OSError):  # stdout is a file on the data dir's disk
             traceback.print_exc()
         # first free what this run wrote: on a full disk that is the space the record needs
-        shutil.rmtree(data_dir / "artifacts" / job["model_id"] / f".{job['version']}.tmp",
-                      ignore_errors=True)
+        shutil.rmtree(unfinished_artifact_dir(data_dir / "artifacts" / job["model_id"], job["version"],
+                                              attempt), ignore_errors=True)
         from kairo_backend.errors import is_disk_full  # imports fastapi: only when needed
 
         reason = f"{type(exc).__name__}: {exc}"[:500]
         if is_disk_full(exc):
             reason = f"the disk of the data dir is full ({reason})"[:500]
-        _record_failure(store, run_id, reason)
+        _record_failure(store, run_id, reason, attempt)
         return 1
 
 
-def _record_failure(store: Store, run_id: str, reason: str) -> None:
+def _record_failure(store: Store, run_id: str, reason: str, attempt: int) -> None:
     """Mark the run failed, retrying a little; if that keeps failing the server's
     dispatcher records the exit instead (and shows it meanwhile)."""
-    for attempt in range(RECORD_ATTEMPTS):
+    for tried in range(RECORD_ATTEMPTS):
         try:
-            store.finish_run(run_id, "failed", error=reason, only_from=("running",))
+            store.finish_run(run_id, "failed", error=reason, only_from=("running",),
+                             attempt=attempt)
             return
         except Exception as exc:  # noqa: BLE001 - a full disk or a busy database
             with contextlib.suppress(OSError):
-                print(f"could not record the failure (attempt {attempt + 1}): {exc}",
+                print(f"could not record the failure (try {tried + 1}): {exc}",
                       flush=True)
-            time.sleep(0.2 * (attempt + 1))
+            time.sleep(0.2 * (tried + 1))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kairo_backend.training.worker")
     p.add_argument("--data-dir", type=Path, required=True)
     p.add_argument("--run-id", required=True)
+    p.add_argument("--attempt", type=int, required=True,
+                   help="the run's interruptions when it was claimed (its writes are fenced by it)")
     p.add_argument("--parent-pid", type=int, required=True)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     _die_with_parent(a.parent_pid)
-    return run(a.data_dir, a.run_id, a.parent_pid, a.threads)
+    return run(a.data_dir, a.run_id, a.attempt, a.parent_pid, a.threads)
 
 
 if __name__ == "__main__":
