@@ -242,11 +242,19 @@ def test_a_shadow_publishes_only_the_active_outputs_and_measures_the_candidate(
         assert np.any(np.all(np.isclose(commands, row, atol=1e-6), axis=1))
 
     # The heartbeat carries it to the fleet API, and /diagnostics has a shadow entry.
-    wait_until(lambda: (fleet.robot("rob_2").shadow or {}).get("samples") == len(answers), 20,
-               "rob_2's heartbeat with the shadow results")
-    shadow = fleet.robot("rob_2").shadow
+    # (Against rob_2's latest ShadowReport: an answer to a scan sent again may have come in since.)
+    heard: list[dict[str, Any]] = []
+
+    def heartbeat_caught_up() -> bool:
+        heard[:] = [fleet.robot("rob_2").shadow or {}]
+        return heard[0].get("samples") == reports.snapshot()[-1].samples >= len(answers)
+
+    wait_until(heartbeat_caught_up, 20, "rob_2's heartbeat with the shadow results")
+    shadow, latest = heard[0], reports.snapshot()[-1]
     assert shadow["version"] == fleet.v2.version
-    assert shadow["divergence"] == pytest.approx(diff.mean(), rel=1e-5)
+    if latest.samples == report.samples:
+        assert shadow["divergence"] == pytest.approx(diff.mean(), rel=1e-5)
+    assert shadow["divergence"] == pytest.approx(latest.divergence, rel=1e-5)
     status = diagnostics.wait_for(lambda a: any(s.name == f"{inference_node('rob_2')}: shadow" for s in a.status),
                                   20, "rob_2's shadow diagnostics")
     values = {kv.key: kv.value for s in status.status if s.name.endswith(": shadow") for kv in s.values}
