@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=None,
                         help="data directory (default: $KAIRO_DATA_DIR, else "
-                             "~/.local/share/kairo)")
+                             "$XDG_DATA_HOME/kairo, else ~/.local/share/kairo)")
     common.add_argument("--database-url", default=None,
                         help="postgresql://USER[:PASSWORD]@HOST:PORT/DB, the database every "
                              "replica shares (default: $KAIRO_DATABASE_URL, else the SQLite "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kairo_backend.core.config import Settings
 from kairo_backend.errors import NotFound, Unauthorized
@@ -43,7 +44,16 @@ def authenticate(ctx: Context, authorization: str) -> str:
     return ws
 
 
-async def get_workspace(request: Request) -> str:
+# Declares the key in OpenAPI (so /docs offers "Authorize"); the key itself is checked
+# by the gate and by authenticate(), with the API's own errors.
+API_KEY = HTTPBearer(auto_error=False, scheme_name="apiKey",
+                     description="An API key of the workspace: `Authorization: Bearer "
+                                 "kai_live_…` (made with `kairo-backend keys create`).")
+
+
+async def get_workspace(request: Request,
+                        _declared: Annotated[HTTPAuthorizationCredentials | None,
+                                             Security(API_KEY)] = None) -> str:
     """The caller's workspace: the gate (kairo_backend.gate) checked the key of every
     /v1 request before its body was read."""
     ws = request.scope.get("state", {}).get(WORKSPACE_STATE)

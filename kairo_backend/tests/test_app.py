@@ -25,4 +25,14 @@ def test_unexpected_errors_are_500_without_traceback(tmp_path: Path) -> None:
     r = client.put("/health")
     assert r.status_code == 405 and r.json()["error"]["code"] == "invalid_request"
     assert client.get("/docs").status_code == 200
-    assert "/v1/models/train" in client.get("/openapi.json").json()["paths"]
+    spec = client.get("/openapi.json").json()
+    assert "/v1/models/train" in spec["paths"]
+    # The key is declared, so /docs offers "Authorize": on every /v1 route, on no public one.
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["apiKey"]
+        ["description"]}
+    assert "kai_live_" in spec["components"]["securitySchemes"]["apiKey"]["description"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            secured = operation.get("security") == [{"apiKey": []}]
+            assert secured == path.startswith("/v1/"), (method, path)

@@ -42,18 +42,25 @@ def fleet_model(server: Server, api: httpx.Client) -> dict[str, Any]:
         assert run["status"] == "complete", run
     assert api.post(f"/v1/models/{model_id}/promote", json={"version": "v1"}).status_code == 200
     model = api.get(f"/v1/models/{model_id}").json()
+    SHA256.update({(model_id, v["version"]): v["sha256"] for v in model["versions"]})
     return {"id": model_id, "sha": {v["version"]: v["sha256"] for v in model["versions"]}}
+
+
+# (model id, version) -> the version's sha256, which the robots here report as real ones do
+SHA256: dict[tuple[str, str], str] = {}
 
 
 def beat(api: httpx.Client, robot: str, model_id: str, version: str | None, *,
          health: dict[str, Any] | None = None, shadow: dict[str, Any] | None = None,
-         refused: list[dict[str, Any]] | None = None, period_s: float = 1.0) -> dict[str, Any]:
+         refused: list[dict[str, Any]] | None = None, period_s: float = 1.0,
+         sha256: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"period_s": period_s, "node": f"/{robot}/kairo_inference",
                             "task": "navigation", "model_id": model_id,
                             "health": health or GOOD_HEALTH, "refused": refused or [],
                             "shadow": shadow}
     if version is not None:
-        body["serving"] = {"model_id": model_id, "version": version, "sha256": "x",
+        body["serving"] = {"model_id": model_id, "version": version,
+                           "sha256": sha256 or SHA256.get((model_id, version)),
                            "lifecycle_state": "active", "provider": "CPUExecutionProvider"}
     r = api.post(f"/v1/robots/{robot}/heartbeat", json=body)
     assert r.status_code == 200, r.text
@@ -63,7 +70,8 @@ def beat(api: httpx.Client, robot: str, model_id: str, version: str | None, *,
 
 def shadow_report(model_id: str, version: str, *, divergence: float = 0.01, samples: int = 50,
                   errors: int = 0) -> dict[str, Any]:
-    return {"model_id": model_id, "version": version, "sha256": "y", "samples": samples,
+    return {"model_id": model_id, "version": version, "sha256": SHA256.get((model_id, version)),
+            "samples": samples,
             "errors": errors, "latency_p50_ms": 0.5, "latency_p99_ms": 1.0,
             "outputs": {"cmd_vel": {"mean_abs_diff": divergence,
                                     "max_abs_diff": divergence * 3, "within_tolerance": 0.9}},
@@ -188,6 +196,7 @@ ROLLBACKS = {
     "divergence": ({"shadow": "diverging"}, "shadow", "max_divergence"),
     "shadow_errors": ({"shadow": "failing"}, "shadow", "max_error_rate"),
     "refused_at_load": ({"refused": True}, "active", "refused v2 at load"),
+    "other_file": ({"sha256": "0" * 64}, "active", "serves v2 from a file with sha256 000000000000…"),
 }
 
 
@@ -207,6 +216,8 @@ def test_guard_rolls_back_by_itself(api: httpx.Client, fleet_model: dict[str, An
         kwargs["shadow"] = shadow_report(mid, "v2", divergence=0.9)
     if report.get("shadow") == "failing":  # non-finite outputs: errors on every sample
         kwargs["shadow"] = shadow_report(mid, "v2", samples=40, errors=40)
+    if "sha256" in report:
+        kwargs["sha256"] = report["sha256"]
     if report.get("refused"):
         version = "v1"  # the node kept v1 serving
         kwargs["refused"] = [{"model_id": mid, "version": "v2", "code": "sha256_mismatch",
@@ -389,13 +400,22 @@ def test_promote_widens_to_the_fleet(api: httpx.Client, fleet_model: dict[str, A
     robots = [r["id"] for r in api.get("/v1/robots").json()["data"] if r["model_id"] == mid]
     for robot in [*robots, "rob_fleet_never_seen"]:
         assert assignment(api, mid, robot)["version"] == "v2", robot
+    # Widened: nothing left to promote, and a rollback would change nothing; going back is a
+    # promotion of the previous version, which the answer names.
+    for action in ("rollback", "promote"):
+        refused = api.post(f"/v1/models/{mid}/deployments/{dep['id']}/{action}")
+        status, code, message = error_of(refused)
+        assert (status, code) == (409, "conflict"), refused.text
+        assert "was promoted" in message and f'/v1/models/{mid}/promote {{"version": "v1"}}' in message
+    assert api.get(f"/v1/models/{mid}").json()["active_version"] == "v2"
+    assert api.get(f"/v1/models/{mid}/deployments/{dep['id']}").json()["state"] == "complete"
     # the plain promote is "deploy to all": it ends the pins of live deployments
     canary = deploy(api, mid, version="v1", robots=["rob_fleet_p1"])
     assert assignment(api, mid, "rob_fleet_p1")["version"] == "v1"
     assert api.post(f"/v1/models/{mid}/promote", json={"version": "v1"}).status_code == 200
     assert api.post(f"/v1/models/{mid}/promote", json={"version": "v2"}).status_code == 200
     assert assignment(api, mid, "rob_fleet_p1")["version"] == "v2"
-    ended = wait_deployment(api, mid, canary["id"], lambda d: d["state"] == "cancelled")
+    ended = api.get(f"/v1/models/{mid}/deployments/{canary['id']}").json()  # in the same request
     assert ended["state"] == "cancelled" and "promotion of v2" in ended["reason"], ended
     # a plain promote of a shadow's candidate ends the shadow: nothing left to compare
     shadow = deploy(api, mid, version="v1", mode="shadow", robots=["rob_fleet_p1"])
@@ -403,7 +423,7 @@ def test_promote_widens_to_the_fleet(api: httpx.Client, fleet_model: dict[str, A
     assert api.post(f"/v1/models/{mid}/promote", json={"version": "v1"}).status_code == 200
     a = assignment(api, mid, "rob_fleet_p1")
     assert (a["version"], a["shadow"]) == ("v1", None)
-    ended = wait_deployment(api, mid, shadow["id"], lambda d: d["state"] == "complete")
+    ended = api.get(f"/v1/models/{mid}/deployments/{shadow['id']}").json()
     assert ended["state"] == "complete" and ended["reason"] == "v1 was promoted to the whole " \
         "fleet", ended
 

@@ -8,7 +8,8 @@ rolling_out  until every target reports the version (serving it, or shadowing it
              for mode shadow) in a heartbeat sent after the deployment was made;
 observing    from then on, for the guard's min_observation_s;
 complete     every target stayed within the guard that long (the pin stays);
-rolled_back  a target crossed a threshold, refused the version at load, or did
+rolled_back  a target crossed a threshold, refused the version at load, served
+             or shadowed it from a file whose sha256 is not the version's, or did
              not report it for report_within_s; the reason names robot and threshold.
 
 Only rolling_out and observing deployments are evaluated.
@@ -89,6 +90,18 @@ def _threshold_crossed(robot_id: str, dep: DeploymentRow, robot: RobotRow) -> st
     return None
 
 
+def _other_file(robot_id: str, dep: DeploymentRow, report: dict[str, Any],
+                expected_sha256: str | None) -> str | None:
+    """Why a robot that names the version does not run it: another file's sha256 (a robot
+    that reports no sha256 is taken at its word)."""
+    reported = report.get("sha256")
+    if not reported or not expected_sha256 or reported == expected_sha256:
+        return None
+    return (f"{robot_id} {'serves' if dep['mode'] == 'active' else 'shadows'} "
+            f"{dep['version']} from a file with sha256 {reported[:12]}…, not the version's "
+            f"{expected_sha256[:12]}… (a stale or altered model cache on the robot)")
+
+
 def _refusal(robot_id: str, dep: DeploymentRow, robot: RobotRow) -> str | None:
     for r in robot.get("refused") or ():
         if r.get("model_id") == dep["model_id"] and r.get("version") == dep["version"]:
@@ -97,9 +110,11 @@ def _refusal(robot_id: str, dep: DeploymentRow, robot: RobotRow) -> str | None:
     return None
 
 
-def evaluate(dep: DeploymentRow, robots: dict[str, RobotRow], at: float) -> Verdict:
+def evaluate(dep: DeploymentRow, robots: dict[str, RobotRow], at: float,
+             expected_sha256: str | None = None) -> Verdict:
     """The deployment's next state at time `at`, given the latest rows of its target
-    robots (robot id -> row; a robot without a row has never reported)."""
+    robots (robot id -> row; a robot without a row has never reported) and the sha256
+    recorded for the version."""
     guard = dep["guard"]
     progress: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
@@ -116,10 +131,11 @@ def evaluate(dep: DeploymentRow, robots: dict[str, RobotRow], at: float) -> Verd
             entry["health"] = robot.get("health")
             entry["shadow"] = shadow if shadow and shadow.get("model_id") == dep["model_id"] \
                 else None
-            reached = _matches(serving if dep["mode"] == "active" else shadow,
-                               dep["model_id"], dep["version"])
+            report = serving if dep["mode"] == "active" else shadow
+            reached = _matches(report, dep["model_id"], dep["version"])
             failure = _refusal(robot_id, dep, robot)
-            if reached:
+            if reached and report is not None:
+                failure = failure or _other_file(robot_id, dep, report, expected_sha256)
                 entry["last_ok"] = robot["last_seen"]
                 entry["status"] = "serving" if dep["mode"] == "active" else "shadowing"
                 failure = failure or _threshold_crossed(robot_id, dep, robot)

@@ -50,6 +50,23 @@ def _deployment_or_404(fleet: FleetStore, ws: str, model_id: str,
     return dep
 
 
+def _current_or_404(fleet: FleetStore, ws: str, model_id: str, deployment_id: str,
+                    ) -> DeploymentRow:
+    """The deployment as its guard and the model's promotions leave it now (a promotion
+    made a moment ago may have ended it), 409 once its version was widened to the fleet."""
+    _deployment_or_404(fleet, ws, model_id, deployment_id)
+    dep = fleet.evaluate(deployment_id) or _deployment_or_404(fleet, ws, model_id,
+                                                                  deployment_id)
+    if fleet.widened(dep):
+        previous = dep["previous_version"]
+        back = (f"promote {previous}: POST /v1/models/{model_id}/promote "
+                f"{{\"version\": \"{previous}\"}}" if previous else
+                f"promote another version with POST /v1/models/{model_id}/promote")
+        raise Conflict(f"deployment {deployment_id} was promoted: {dep['version']} is the "
+                       f"model's active version for the whole fleet; to go back, {back}")
+    return dep
+
+
 def _targets(fleet: FleetStore, ws: str, model_id: str, body: DeploymentCreate) -> list[str]:
     if body.robots is not None:
         seen: set[str] = set()
@@ -146,7 +163,7 @@ def promote_deployment(model_id: str, deployment_id: str, ctx: Ctx,
     deployment ends `complete`."""
     model = model_or_404(ctx, ws, model_id)
     fleet = FleetStore(ctx.store)
-    dep = _deployment_or_404(fleet, ws, model_id, deployment_id)
+    dep = _current_or_404(fleet, ws, model_id, deployment_id)
     if dep["state"] not in LIVE:
         raise Conflict(f"deployment {deployment_id} is {dep['state']}; only a live one "
                        "(rolling_out, observing, complete) can be promoted: deploy again")
@@ -159,6 +176,7 @@ def promote_deployment(model_id: str, deployment_id: str, ctx: Ctx,
                        f"({current['reason']}); nothing promoted")
     if model["active_version"] != dep["version"]:
         ctx.store.promote(model_id, dep["version"])
+        fleet.settle(ws, model_id)  # the model's other deployments it supersedes end now
     return deployment_public(_deployment_or_404(fleet, ws, model_id, deployment_id))
 
 
@@ -168,7 +186,7 @@ def rollback_deployment(model_id: str, deployment_id: str, ctx: Ctx,
     """End a live deployment: its robots return to the model's active version."""
     model_or_404(ctx, ws, model_id)
     fleet = FleetStore(ctx.store)
-    dep = _deployment_or_404(fleet, ws, model_id, deployment_id)
+    dep = _current_or_404(fleet, ws, model_id, deployment_id)
     if not fleet.end_deployment(deployment_id, "rolled_back", "rolled back by the operator"):
         current = fleet.get_deployment(ws, model_id, deployment_id) or dep
         raise Conflict(f"deployment {deployment_id} is already {current['state']}; "

@@ -11,6 +11,7 @@ from kairo_backend.schemas.common import ERROR_RESPONSES
 from kairo_backend.schemas.models import ModelList, ModelPublic, PromoteRequest, model_public
 from kairo_backend.schemas.runs import TrainAccepted, TrainRequest
 from kairo_backend.services import model_files, verified_artifact
+from kairo_backend.store.fleet import FleetStore
 from kairo_backend.store.rows import ModelRow
 from kairo_backend.training.config import TrainConfig
 
@@ -92,6 +93,7 @@ def promote(model_id: str, body: PromoteRequest, ctx: Ctx, ws: Workspace) -> dic
     verified_artifact(ctx.settings, ctx.store, run)  # 409 artifact_corrupted
     if model["active_version"] != body.version:
         ctx.store.promote(model_id, body.version)
+        FleetStore(ctx.store).settle(ws, model_id)  # the deployments it supersedes end now
     return _public(ctx, model_or_404(ctx, ws, model_id))
 
 

@@ -234,20 +234,34 @@ class FleetStore:
         robots = {r["id"]: _robot_row(r) for r in c.execute(
             f"SELECT * FROM robots WHERE workspace_id=? AND id IN ({marks})",
             (dep["workspace_id"], *dep["robots"]))}
-        verdict = evaluate(dep, robots, at)
+        verdict = evaluate(dep, robots, at, self.version_sha256(dep["model_id"], dep["version"]))
         if verdict == Verdict(dep["state"], dep["reason"], dep["progress"],
                               dep["observing_since"]):
             return dep, None
         return dep, verdict
 
-    def live_deployment_ids(self, ws: str | None = None, robot_id: str | None = None
-                            ) -> list[str]:
-        """Ids of the live deployments (of a workspace, targeting a robot), oldest first."""
+    def live_deployment_ids(self, ws: str | None = None, robot_id: str | None = None,
+                            model_id: str | None = None) -> list[str]:
+        """Ids of the live deployments (of a workspace, targeting a robot, of a model),
+        oldest first."""
         rows = self.store.conn.execute(
             f"SELECT id, robots FROM deployments WHERE state IN ({_LIVE_MARKS})"
-            f" AND (? IS NULL OR workspace_id=?) ORDER BY seq", (*LIVE, ws, ws)).fetchall()
+            f" AND (? IS NULL OR workspace_id=?) AND (? IS NULL OR model_id=?) ORDER BY seq",
+            (*LIVE, ws, ws, model_id, model_id)).fetchall()
         return [r["id"] for r in rows
                 if robot_id is None or robot_id in json.loads(r["robots"])]
+
+    def settle(self, ws: str, model_id: str) -> None:
+        """Evaluate the model's live deployments now (after a promotion: the ones it
+        supersedes end at once, not at the next sweep)."""
+        for dep_id in self.live_deployment_ids(ws, model_id=model_id):
+            self.evaluate(dep_id)
+
+    def widened(self, dep: DeploymentRow) -> bool:
+        """Whether the deployment's version was promoted to the whole fleet since it was
+        made (its own promote, or a plain promote of its version): nothing left to widen
+        or roll back."""
+        return dep["state"] == "complete" and self._promotion_since(dep) == dep["version"]
 
     def sweep(self, at: float | None = None) -> list[DeploymentRow]:
         """Evaluate every live deployment; the ones whose state changed."""
