@@ -274,6 +274,10 @@ def test_fleet_shows_robots_and_a_canary_widens_from_the_page(
     assert ui_api.get(f"/v1/models/{model_id}").json()["active_version"] == "v2"
     assert ui_api.get(f"/v1/models/{model_id}/deployments/{dep_id}").json()["state"] == \
         "complete"
+    page.goto(f"{ui_server.url}/ui/models/{model_id}")
+    widened = page.locator(f"[data-deployment-id={dep_id}]")
+    expect(widened).to_contain_text("Widened: v2 is the active version of the whole fleet")
+    expect(widened.get_by_role("link", name="Roll back…")).to_have_count(0)
 
     # v1 in shadow beside v2 on one robot, then rolled back, both from the page
     page.locator("tr[data-version=v1]").get_by_role("link", name="Shadow…").click()
