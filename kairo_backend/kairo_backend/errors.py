@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -160,6 +161,19 @@ def _loc(loc: tuple[object, ...] | list[object]) -> str:
     return ".".join(parts) or "body"
 
 
+def _validation_message(e: Any) -> str:
+    """Pydantic's message for one error, in the API's words where pydantic's mislead."""
+    kind, value, ctx = e.get("type"), e.get("input"), e.get("ctx") or {}
+    if kind == "missing":
+        return "field required"
+    if kind == "too_long" and isinstance(value, str):  # pydantic counts "items" past a validator
+        return f"at most {ctx.get('max_length')} characters, not {len(value)}"
+    if kind in ("model_attributes_type", "dict_type") and tuple(e.get("loc", ())) == ("body",):
+        return "send a JSON object, with the header 'Content-Type: application/json'"
+    message = str(e.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
 def install_handlers(app: FastAPI) -> None:
     async def kairo_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, KairoError)
@@ -173,13 +187,7 @@ def install_handlers(app: FastAPI) -> None:
                 ctx = e.get("ctx") or {}
                 return error_response(400, "invalid_request",
                                       f"malformed JSON body: {ctx.get('error', 'invalid JSON')}")
-        parts = []
-        for e in errors[:5]:
-            field = _loc(e.get("loc", ()))
-            if e.get("type") == "missing":
-                parts.append(f"{field}: field required")
-            else:
-                parts.append(f"{field}: {e.get('msg', 'invalid value')}")
+        parts = [f"{_loc(e.get('loc', ()))}: {_validation_message(e)}" for e in errors[:5]]
         return error_response(422, "validation_error", "; ".join(parts) or "invalid request")
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:

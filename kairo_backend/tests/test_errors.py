@@ -75,6 +75,12 @@ def test_train_rejections(api: httpx.Client, demo: dict[str, str], other_key: st
     err(api.post("/v1/models/train", json=body), 422, "validation_error", "robot_id")
     err(api.post("/v1/models/train", content=b'{"dataset_id": ',
                  headers={"Content-Type": "application/json"}), 400, "invalid_request", "JSON")
+    # Messages in the API's words: characters (not pydantic's "items"), the header a body needs.
+    err(api.post("/v1/models/train", json=train_body(demo, name="n" * 201)), 422,
+        "validation_error", "name: at most 200 characters, not 201")
+    err(api.post("/v1/models/train", content=json.dumps(train_body(demo)).encode(),
+                 headers={"Content-Type": "text/plain"}), 422, "validation_error",
+        "body: send a JSON object, with the header 'Content-Type: application/json'")
     with server.client(None) as anon:
         err(anon.post("/v1/models/train", json=train_body(demo)), 401, "unauthorized")
         err(anon.get("/v1/models"), 401, "unauthorized")

@@ -282,7 +282,7 @@ def test_bad_inputs_are_refused_clearly(api: httpx.Client,
         ({"version": "v2", "percent": -5}, 422, "percent"),
         ({"version": "v2", "percent": 0}, 422, "percent"),
         ({"version": "v2", "robots": ["rob_fleet_bad"], "percent": 50}, 422,
-         "robots or percent, not both"),
+         "body: give robots or percent, not both"),  # no "Value error, " before it
         ({"version": "v2", "robots": ["rob_fleet_bad"], "guard": {"max_error_rate": -0.1}},
          422, "guard.max_error_rate"),
         ({"version": "v2", "robots": ["rob_fleet_bad"], "guard": {"max_divergence": -1}},
