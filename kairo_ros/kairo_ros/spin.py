@@ -8,9 +8,11 @@ rclpy without its handlers, and a SIGINT or SIGTERM, once or many times
 (a terminal and `ros2 launch` both send one), only asks for a stop. The
 executor spins on a thread of its own exactly as `executor.spin()` does
 (a Python signal handler could not run while the main thread waits inside
-rcl); the main thread looks at the request every 0.1 s, stops the spin and
-runs the one shutdown sequence: the node's own `close()` (when it has
-one), the executor, the node, rclpy.
+rcl); the main thread looks at the request every 0.1 s, lets the node end
+its work in flight while the executor still spins (its `before_stop()`,
+when it has one: answers still go out), stops the spin and runs the one
+shutdown sequence: the node's own `close()` (when it has one), the
+executor, the node, rclpy.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ def spin_until_shutdown(node: Node, executor: Executor, stop: StopRequest | None
         while not stop and spinner.is_alive():
             spinner.join(_WAIT_S)
     finally:
+        before_stop = getattr(node, "before_stop", None)
+        if callable(before_stop) and spinner.is_alive():
+            before_stop()
         stopped.set_result(None)  # wakes the executor, which then returns
         spinner.join(timeout=5.0)
         close = getattr(node, "close", None)

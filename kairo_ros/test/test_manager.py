@@ -7,7 +7,9 @@ not the client under test).
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
+import signal
 from typing import Any
 
 import pytest
@@ -133,6 +135,33 @@ def test_cancel_cancels_the_backend_run(backend, dataset_id, processes, ros, tmp
         run = raw.get(f"/v1/models/{outcome.result.model_id}/runs/{outcome.result.run_id}").json()
     assert run["status"] == "cancelled" and run["progress"]["epoch"] < 1000
     assert not [e for e in kairo.events() if e.model_id == outcome.result.model_id and e.event == ModelEvent.TRAINED]
+
+
+def test_a_stopped_manager_ends_its_running_goals_and_says_so(  # type: ignore[no-untyped-def]
+        backend, dataset_id, processes, ros, tmp_path) -> None:
+    """SIGINT with goals running: each ends aborted with why, its client hears it, and the manager exits 0
+    without an error (its action servers go only after the goals ended); the runs go on on the backend."""
+    manager = start_manager(processes, ros, backend.url, backend.key, tmp_path)
+    kairo = commander(ros)
+    feedback: list[TrainModel.Feedback] = []
+    goals = []
+    for robot in ("rob_stop00001", "rob_stop00002"):  # one training, one queued behind it
+        goal = train_goal(dataset_id, 1000, robot_id=robot)
+        goal.config.batch_size = 8
+        goals.append(kairo.start_train(goal, feedback.append))
+    wait_until(lambda: any(f.epoch >= 1 for f in feedback), 90, "a run training")
+    os.killpg(manager.popen.pid, signal.SIGINT)
+    assert manager.popen.wait(timeout=30) == 0, manager.tail()
+    output = manager.output()
+    assert not [w for w in ("Traceback", "RCLError", "[ERROR]", "still running") if w in output], output[-3000:]
+    with backend.client() as raw:
+        for goal in goals:
+            outcome = goal.result(10)
+            assert outcome.aborted and "kairo_manager stopped while following run" in outcome.result.message
+            run = raw.get(f"/v1/models/{outcome.result.model_id}/runs/{outcome.result.run_id}").json()
+            assert run["status"] in ("queued", "running"), run["status"]
+            assert raw.post(f"/v1/models/{outcome.result.model_id}/runs/{outcome.result.run_id}/cancel"
+                            ).status_code == 200
 
 
 # --- services ----------------------------------------------------------------------------

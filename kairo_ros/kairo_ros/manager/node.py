@@ -8,6 +8,7 @@ executor, so services answer while train and export goals run.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -27,6 +28,12 @@ from kairo_ros.manager.train_action import TrainAction
 # Train and export goals each hold an executor thread while they run; the cap
 # leaves threads free for services (see main.EXECUTOR_THREADS).
 MAX_RUNNING_GOALS = 24
+# How long a stop waits for the running goals to end (each ends within a poll of the stop, or when
+# its HTTP call in flight returns) before the node, and their action servers with it, are destroyed.
+GOALS_END_S = 10.0
+# Then, with the executor still spinning, the time given to the ended goals' results to go out (rclpy
+# sends a result from a task it schedules once the goal returned: milliseconds).
+RESULTS_OUT_S = 0.5
 EVENTS_QOS = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -39,6 +46,7 @@ class ManagerNode(Node):
         self._backend = BackendLink(self.params)
         group = ReentrantCallbackGroup()
         goal_slots = threading.BoundedSemaphore(MAX_RUNNING_GOALS)
+        self._goal_slots = goal_slots
         self._event_pub = self.create_publisher(ModelEvent, "model_events", EVENTS_QOS)
         self._train_action = TrainAction(self, self._backend, self.params, group, goal_slots, self._stopping,
                                   self.publish_event)
@@ -71,7 +79,33 @@ class ManagerNode(Node):
         self._event_pub.publish(ModelEvent(stamp=self.get_clock().now().to_msg(), event=event, model_id=model_id,
                                         version=version, robot_id=robot_id, task=task, robots=list(robots)))
 
-    def close(self) -> None:
-        """Stop following goals (their runs go on on the backend) and close the HTTP client. Idempotent."""
+    def before_stop(self) -> None:
+        """A stop was asked for and the executor still spins: end the running goals (aborted, saying why; their
+        runs go on on the backend) and let their results reach their clients."""
         self._stopping.set()
+        if self._wait_for_goals(GOALS_END_S):
+            time.sleep(RESULTS_OUT_S)
+
+    def close(self) -> None:
+        """Stop following goals, wait until they ended, and close the HTTP client. Idempotent. A goal still
+        running when its action server is destroyed would fail to report its end (an RCLError)."""
+        self._stopping.set()
+        self._wait_for_goals(GOALS_END_S)
         self._backend.close()
+
+    def _wait_for_goals(self, timeout_s: float) -> bool:
+        """Until every goal slot is free again (no goal is accepted once stopping), or the time is up;
+        whether any goal was running."""
+        deadline = time.monotonic() + timeout_s
+        held = 0
+        while held < MAX_RUNNING_GOALS and self._goal_slots.acquire(blocking=False):
+            held += 1
+        were_running = held < MAX_RUNNING_GOALS
+        while held < MAX_RUNNING_GOALS and self._goal_slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            held += 1
+        for _ in range(held):
+            self._goal_slots.release()
+        if held < MAX_RUNNING_GOALS:
+            self.get_logger().warning(f"{MAX_RUNNING_GOALS - held} goals still running after {timeout_s:g} s; "
+                                      "stopping without them")
+        return were_running
